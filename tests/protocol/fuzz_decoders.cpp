@@ -1,0 +1,37 @@
+// libFuzzer target (PGFLIP_FUZZ=ON, clang): every protocol decoder and SCRAM parser on arbitrary bytes.
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+#include "protocol/messages.hpp"
+#include "protocol/saslprep.hpp"
+#include "protocol/scram.hpp"
+#include "protocol/startup.hpp"
+
+using namespace pgflip::protocol;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string_view buf(reinterpret_cast<const char*>(data), size);
+  (void)decode_header(buf, 1 << 20);
+  (void)decode_startup(buf);
+  (void)decode_frontend(buf, 1 << 20);
+  (void)decode_backend(buf, 1 << 20);
+  (void)parse_sasl_initial_response(buf);
+  (void)sasl_mechanisms(buf);
+  (void)saslprep(buf);
+  (void)parse_scram_secret(buf);
+
+  static const ScramSecret secret = make_scram_secret("pencil", "0123456789abcdef", 1);
+  ScramSha256Server server(secret, "srv");
+  if (std::holds_alternative<std::string>(server.handle_client_first(kScramSha256, buf))) {
+    (void)server.handle_client_final(buf);
+  }
+  ScramSha256Client client("pencil", "r");
+  // At most 4 digits of iteration count, so PBKDF2 cannot stall the fuzzer.
+  const std::size_t iterations_at = buf.rfind(",i=");
+  if (iterations_at == std::string_view::npos || buf.size() - iterations_at <= 3 + 4) {
+    (void)client.handle_server_first(buf);
+  }
+  (void)client.verify_server_final(buf);
+  return 0;
+}
