@@ -1,0 +1,580 @@
+// Loads pgflip's TOML configuration and checks every key, naming the file, line and key at fault.
+#include "config/config.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <limits>
+#include <span>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include <toml++/toml.h>
+
+namespace pgflip::config {
+namespace {
+
+// sockaddr_un::sun_path is 108 bytes on Linux, including the terminating NUL.
+constexpr std::size_t kMaxSocketPathLength = 107;
+// Deadlines are computed as now() + timeout; one day keeps that far from overflowing.
+constexpr std::int64_t kMaxTimeoutMs = 24LL * 60 * 60 * 1000;
+constexpr std::int64_t kMinMessageSize = 1024;
+constexpr std::int64_t kMaxMessageSize = 1024LL * 1024 * 1024;
+constexpr std::int64_t kMaxWorkers = 1024;
+constexpr std::string_view kListenExample =
+    "expected 'host:port', e.g. '127.0.0.1:6432', '[::1]:6432' or '*:6432'";
+
+constexpr std::string_view kTopLevelKeys[] = {"server", "admin", "auth", "blue", "green", "log"};
+constexpr std::string_view kServerKeys[] = {
+    "listen",
+    "workers",
+    "connect_timeout_ms",
+    "startup_timeout_ms",
+    "shutdown_timeout_ms",
+    "max_message_size",
+};
+constexpr std::string_view kAdminKeys[] = {"socket"};
+constexpr std::string_view kAuthKeys[] = {"method", "users_file"};
+constexpr std::string_view kEndpointKeys[] = {
+    "host",     "port",       "user",           "password",
+    "database", "admin_user", "admin_password", "admin_database",
+};
+constexpr std::string_view kLogKeys[] = {"level"};
+constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
+                                           "error", "critical", "off"};
+
+struct TableKeys {
+  std::string_view table;
+  std::span<const std::string_view> keys;
+};
+constexpr TableKeys kSchema[] = {{"server", kServerKeys},  {"admin", kAdminKeys},
+                                 {"auth", kAuthKeys},      {"blue", kEndpointKeys},
+                                 {"green", kEndpointKeys}, {"log", kLogKeys}};
+
+std::string join_key(std::string_view prefix, std::string_view name) {
+  if (prefix.empty()) return std::string(name);
+  std::string key(prefix);
+  key += '.';
+  key += name;
+  return key;
+}
+
+// Every key the file may hold, dotted: "server", "server.listen", ...
+std::vector<std::string> all_known_keys() {
+  std::vector<std::string> keys;
+  for (const TableKeys& table : kSchema) {
+    keys.emplace_back(table.table);
+    for (std::string_view key : table.keys) keys.push_back(join_key(table.table, key));
+  }
+  return keys;
+}
+
+char lower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+
+// Optimal string alignment distance, case-insensitive: a swap of two neighbours counts as one
+// edit, so "listne" is one edit from "listen".
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  const std::size_t n = a.size();
+  const std::size_t m = b.size();
+  std::vector<std::vector<std::size_t>> d(n + 1, std::vector<std::size_t>(m + 1));
+  for (std::size_t i = 0; i <= n; ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= m; ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= n; ++i) {
+    for (std::size_t j = 1; j <= m; ++j) {
+      const std::size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) &&
+          lower(a[i - 2]) == lower(b[j - 1])) {
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+      }
+    }
+  }
+  return d[n][m];
+}
+
+std::string_view leaf_of(std::string_view dotted) {
+  const auto dot = dotted.rfind('.');
+  return dot == std::string_view::npos ? dotted : dotted.substr(dot + 1);
+}
+
+// " (did you mean 'server.listen'?)" for a near miss in the same table, or for the same name in
+// another table ("[server] level" -> 'log.level'); empty when nothing is close.
+std::string suggestion(std::string_view prefix, std::string_view name,
+                       std::span<const std::string_view> siblings) {
+  std::string_view best;
+  std::size_t best_distance = std::numeric_limits<std::size_t>::max();
+  for (std::string_view sibling : siblings) {
+    const std::size_t distance = edit_distance(name, sibling);
+    if (distance < best_distance) {
+      best_distance = distance;
+      best = sibling;
+    }
+  }
+  if (best_distance <= 2 && best_distance < name.size()) {
+    return "; did you mean '" + join_key(prefix, best) + "'?";
+  }
+  std::vector<std::string> elsewhere;
+  for (const std::string& known : all_known_keys()) {
+    if (edit_distance(leaf_of(known), name) == 0) elsewhere.push_back(known);
+  }
+  if (elsewhere.empty()) return {};
+  std::string text = "; did you mean ";
+  for (std::size_t i = 0; i < elsewhere.size(); ++i) {
+    if (i > 0) text += " or ";
+    text += "'" + elsewhere[i] + "'";
+  }
+  return text + "?";
+}
+
+std::string_view type_name(toml::node_type type) {
+  switch (type) {
+    case toml::node_type::table:
+      return "table";
+    case toml::node_type::array:
+      return "array";
+    case toml::node_type::string:
+      return "string";
+    case toml::node_type::integer:
+      return "integer";
+    case toml::node_type::floating_point:
+      return "floating-point number";
+    case toml::node_type::boolean:
+      return "boolean";
+    case toml::node_type::date:
+      return "date";
+    case toml::node_type::time:
+      return "time";
+    case toml::node_type::date_time:
+      return "date-time";
+    case toml::node_type::none:
+      break;
+  }
+  return "nothing";
+}
+
+bool is_host_char(char c) {
+  // Hostnames, IPv4, IPv6 (':') with an optional zone ('%eth0').
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == '_' ||
+         c == ':' || c == '%';
+}
+
+bool is_host_name(std::string_view host) {
+  return !host.empty() && std::all_of(host.begin(), host.end(), is_host_char);
+}
+
+struct Problem {
+  std::uint32_t line = 0;  // 0 = position unknown
+  std::uint32_t column = 0;
+  std::string key;
+  std::string reason;
+};
+
+// Collects every problem so that the one reported is the first in the file, not the first the
+// checks happened to reach.
+class Problems {
+ public:
+  explicit Problems(std::string_view source) : source_(source.empty() ? "<config>" : source) {}
+
+  void add(const toml::source_region& where, std::string key, std::string reason) {
+    problems_.push_back({where.begin.line, where.begin.column, std::move(key), std::move(reason)});
+  }
+  void add(std::string key, std::string reason) {
+    problems_.push_back({0, 0, std::move(key), std::move(reason)});
+  }
+  [[nodiscard]] bool empty() const { return problems_.empty(); }
+
+  void throw_first() const {
+    if (problems_.empty()) return;
+    const auto order = [](const Problem& p) {
+      return std::pair{p.line == 0 ? std::numeric_limits<std::uint32_t>::max() : p.line, p.column};
+    };
+    const Problem& first =
+        *std::min_element(problems_.begin(), problems_.end(),
+                          [&](const Problem& a, const Problem& b) { return order(a) < order(b); });
+    throw ConfigError(format(first.line, first.column, first.key + ": " + first.reason));
+  }
+
+  [[nodiscard]] std::string format(std::uint32_t line, std::uint32_t column,
+                                   std::string_view message) const {
+    std::string text = source_;
+    if (line > 0) text += ":" + std::to_string(line) + ":" + std::to_string(column);
+    text += ": ";
+    text += message;
+    return text;
+  }
+
+ private:
+  std::string source_;
+  std::vector<Problem> problems_;
+};
+
+// Reads the keys of one table ("server", "blue", ...), reporting wrong types and values against
+// the full dotted key and the line they are on.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string prefix, Problems& problems)
+      : table_(table), prefix_(std::move(prefix)), problems_(problems) {}
+
+  [[nodiscard]] bool has(std::string_view name) const { return table_.contains(name); }
+  [[nodiscard]] std::string key(std::string_view name) const { return join_key(prefix_, name); }
+
+  void report(std::string_view name, std::string reason) {
+    const toml::node* node = table_.get(name);
+    problems_.add(node != nullptr ? node->source() : table_.source(), key(name), std::move(reason));
+  }
+
+  void report_missing(std::string_view name, std::string_view what) {
+    problems_.add(table_.source(), key(name),
+                  "missing required key (" + std::string(what) + ") in [" + prefix_ + "]");
+  }
+
+  // Unknown keys and tables are errors: a typo must not silently fall back to a default.
+  // Returns how many there were.
+  std::size_t reject_unknown(std::span<const std::string_view> known) {
+    std::size_t unknown = 0;
+    for (auto&& [name, node] : table_) {
+      const std::string_view leaf = name.str();
+      if (std::find(known.begin(), known.end(), leaf) != known.end()) continue;
+      const std::string full = key(leaf);
+      const auto& where = name.source().begin.line > 0 ? name.source() : node.source();
+      problems_.add(where, full,
+                    std::string(node.is_table() ? "unknown table '" : "unknown key '") + full +
+                        "'" + suggestion(prefix_, leaf, known));
+      ++unknown;
+    }
+    return unknown;
+  }
+
+  [[nodiscard]] const toml::table* read_table(std::string_view name) {
+    const toml::node* node = table_.get(name);
+    if (node == nullptr) return nullptr;
+    if (!node->is_table()) {
+      report(name, "expected a table, got " + std::string(type_name(node->type())));
+      return nullptr;
+    }
+    return node->as_table();
+  }
+
+  [[nodiscard]] std::optional<std::string> read_string(std::string_view name) {
+    const toml::node* node = table_.get(name);
+    if (node == nullptr) return std::nullopt;
+    if (!node->is_string()) {
+      report(name, "expected a string, got " + std::string(type_name(node->type())));
+      return std::nullopt;
+    }
+    std::string value = node->as_string()->get();
+    // Host names, users and passwords end up in C strings and NUL-terminated protocol fields.
+    if (value.find('\0') != std::string::npos) {
+      report(name, "must not contain a NUL character");
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  [[nodiscard]] std::optional<std::int64_t> read_integer(std::string_view name, std::int64_t min,
+                                                         std::int64_t max) {
+    const toml::node* node = table_.get(name);
+    if (node == nullptr) return std::nullopt;
+    if (!node->is_integer()) {
+      report(name, "expected an integer, got " + std::string(type_name(node->type())));
+      return std::nullopt;
+    }
+    const std::int64_t value = node->as_integer()->get();
+    if (value < min || value > max) {
+      report(name, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                       ", got " + std::to_string(value));
+      return std::nullopt;
+    }
+    return value;
+  }
+
+  void read_timeout(std::string_view name, std::chrono::milliseconds& out) {
+    if (auto value = read_integer(name, 1, kMaxTimeoutMs)) out = std::chrono::milliseconds(*value);
+  }
+
+  void read_text(std::string_view name, std::string& out) {
+    if (auto value = read_string(name)) out = std::move(*value);
+  }
+
+  void read_non_empty_text(std::string_view name, std::string& out) {
+    if (auto value = read_string(name)) {
+      if (value->empty()) {
+        report(name, "must not be empty");
+      } else {
+        out = std::move(*value);
+      }
+    }
+  }
+
+ private:
+  const toml::table& table_;
+  std::string prefix_;
+  Problems& problems_;
+};
+
+struct ListenAddress {
+  std::string host;
+  std::uint16_t port = 0;
+};
+
+// Splits "host:port", "[v6]:port" or "*:port"; returns the reason on failure, empty on success.
+[[nodiscard]] std::string parse_listen(std::string_view text, ListenAddress& out) {
+  std::string_view host;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) return "missing ']' after the IPv6 address";
+    host = text.substr(1, close - 1);
+    const std::string_view rest = text.substr(close + 1);
+    if (rest.empty() || rest.front() != ':') return "missing port; " + std::string(kListenExample);
+    port = rest.substr(1);
+  } else {
+    const auto colon = text.rfind(':');
+    if (colon == std::string_view::npos) return "missing port; " + std::string(kListenExample);
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    if (host.find(':') != std::string_view::npos) {
+      return "an IPv6 address must be in brackets, e.g. '[::1]:6432'";
+    }
+  }
+  if (host.empty()) {
+    return "missing host (use '*' for all addresses); " + std::string(kListenExample);
+  }
+  if (host != "*" && !is_host_name(host)) {
+    return "'" + std::string(host) + "' is not a hostname or IP address";
+  }
+  unsigned value = 0;
+  const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  if (port.empty() || ec != std::errc() || end != port.data() + port.size()) {
+    return "port '" + std::string(port) + "' is not a number; " + std::string(kListenExample);
+  }
+  if (value < 1 || value > 65535) {
+    return "port must be between 1 and 65535, got " + std::to_string(value);
+  }
+  out.host = host == "*" ? "0.0.0.0" : std::string(host);
+  out.port = static_cast<std::uint16_t>(value);
+  return {};
+}
+
+// Why `host` cannot be an endpoint host; empty when it can.
+[[nodiscard]] std::string check_endpoint_host(std::string_view host, std::string_view port_key) {
+  if (host.empty()) return "must not be empty";
+  if (host.front() == '/') return {};  // a Unix-socket directory
+  if (host.front() == '[') return "write an IPv6 address without brackets";
+  if (host.find('/') != std::string_view::npos) {
+    return "a Unix-socket directory must be an absolute path (start with '/')";
+  }
+  if (std::count(host.begin(), host.end(), ':') == 1) {
+    return "looks like 'host:port'; set the port with '" + std::string(port_key) + "'";
+  }
+  if (!is_host_name(host)) {
+    return "'" + std::string(host) + "' is not a hostname, an IP address or an absolute directory";
+  }
+  return {};
+}
+
+void read_server(TableReader& reader, ServerSettings& server) {
+  reader.reject_unknown(kServerKeys);
+  if (auto listen = reader.read_string("listen")) {
+    ListenAddress address;
+    if (std::string why = parse_listen(*listen, address); !why.empty()) {
+      reader.report("listen", std::move(why));
+    } else {
+      server.listen_host = std::move(address.host);
+      server.listen_port = address.port;
+    }
+  }
+  if (auto workers = reader.read_integer("workers", 0, kMaxWorkers)) {
+    server.workers = static_cast<unsigned>(*workers);
+  }
+  reader.read_timeout("connect_timeout_ms", server.connect_timeout);
+  reader.read_timeout("startup_timeout_ms", server.startup_timeout);
+  reader.read_timeout("shutdown_timeout_ms", server.shutdown_timeout);
+  if (auto size = reader.read_integer("max_message_size", kMinMessageSize, kMaxMessageSize)) {
+    server.max_message_size = static_cast<std::size_t>(*size);
+  }
+}
+
+void read_admin(TableReader& reader, AdminSettings& admin) {
+  reader.reject_unknown(kAdminKeys);
+  if (auto socket = reader.read_string("socket")) {
+    if (socket->empty()) {
+      reader.report("socket", "must not be empty");
+    } else if (socket->size() > kMaxSocketPathLength) {
+      reader.report("socket", "is " + std::to_string(socket->size()) +
+                                  " bytes long; a Unix socket path may have at most " +
+                                  std::to_string(kMaxSocketPathLength));
+    } else {
+      admin.socket = std::move(*socket);
+    }
+  }
+}
+
+void read_auth(TableReader& reader, AuthSettings& auth) {
+  reader.reject_unknown(kAuthKeys);
+  if (auto method = reader.read_string("method")) {
+    if (*method == "trust") {
+      auth.method = AuthMethod::kTrust;
+    } else if (*method == "md5" || *method == "scram-sha-256") {
+      // Recognised so that the error says "not yet" rather than "no such method".
+      reader.report("method",
+                    "'" + *method + "' is not supported in this version yet (only 'trust')");
+    } else {
+      reader.report("method",
+                    "must be one of 'trust', 'md5', 'scram-sha-256', got '" + *method + "'");
+    }
+  }
+  reader.read_text("users_file", auth.users_file);
+}
+
+void read_log(TableReader& reader, LogSettings& log) {
+  reader.reject_unknown(kLogKeys);
+  if (auto level = reader.read_string("level")) {
+    if (std::find(std::begin(kLogLevels), std::end(kLogLevels), *level) == std::end(kLogLevels)) {
+      reader.report(
+          "level",
+          "must be one of trace, debug, info, warn, error, critical, off, got '" + *level + "'");
+    } else {
+      log.level = std::move(*level);
+    }
+  }
+}
+
+void read_endpoint(TableReader& reader, Endpoint& endpoint) {
+  const std::size_t unknown = reader.reject_unknown(kEndpointKeys);
+  if (!reader.has("host")) {
+    // With an unknown key around ("hots"), that typo is the error to show, not this.
+    if (unknown == 0)
+      reader.report_missing("host", "the server's hostname, IP address or socket directory");
+  } else if (auto host = reader.read_string("host")) {
+    if (std::string why = check_endpoint_host(*host, reader.key("port")); !why.empty()) {
+      reader.report("host", std::move(why));
+    } else {
+      endpoint.host = std::move(*host);
+    }
+  }
+  if (auto port = reader.read_integer("port", 1, 65535)) {
+    endpoint.port = static_cast<std::uint16_t>(*port);
+  }
+  reader.read_text("user", endpoint.user);
+  reader.read_text("password", endpoint.password);
+  reader.read_text("database", endpoint.database);
+  reader.read_text("admin_user", endpoint.admin_user);
+  reader.read_text("admin_password", endpoint.admin_password);
+  reader.read_non_empty_text("admin_database", endpoint.admin_database);
+  if (endpoint.is_unix_socket() && endpoint.unix_socket_path().size() > kMaxSocketPathLength) {
+    reader.report("host", "socket path '" + endpoint.unix_socket_path() + "' is longer than " +
+                              std::to_string(kMaxSocketPathLength) + " bytes");
+  }
+}
+
+bool same_server(const Endpoint& a, const Endpoint& b) {
+  return a.host == b.host && a.port == b.port && a.database == b.database;
+}
+
+}  // namespace
+
+std::string Endpoint::unix_socket_path() const {
+  std::string_view dir = host;
+  while (dir.size() > 1 && dir.back() == '/') dir.remove_suffix(1);
+  std::string path(dir);
+  if (path.back() != '/') path += '/';
+  return path + ".s.PGSQL." + std::to_string(port);
+}
+
+std::string Endpoint::address() const {
+  if (is_unix_socket()) return unix_socket_path();
+  if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+  return host + ":" + std::to_string(port);
+}
+
+std::string_view to_string(AuthMethod method) {
+  switch (method) {
+    case AuthMethod::kTrust:
+      return "trust";
+    case AuthMethod::kMd5:
+      return "md5";
+    case AuthMethod::kScramSha256:
+      return "scram-sha-256";
+  }
+  return "unknown";
+}
+
+Config parse_config(std::string_view toml_text, std::string_view source_name) {
+  Problems problems(source_name);
+  toml::table root;
+  try {
+    root = toml::parse(toml_text, source_name);
+  } catch (const toml::parse_error& e) {
+    const auto& where = e.source().begin;
+    throw ConfigError(
+        problems.format(where.line, where.column, "syntax error: " + std::string(e.description())));
+  }
+
+  Config config;
+  config.source = std::string(source_name);
+  TableReader top(root, "", problems);
+  top.reject_unknown(kTopLevelKeys);
+  if (const toml::table* table = top.read_table("server")) {
+    TableReader reader(*table, "server", problems);
+    read_server(reader, config.server);
+  }
+  if (const toml::table* table = top.read_table("admin")) {
+    TableReader reader(*table, "admin", problems);
+    read_admin(reader, config.admin);
+  }
+  if (const toml::table* table = top.read_table("auth")) {
+    TableReader reader(*table, "auth", problems);
+    read_auth(reader, config.auth);
+  }
+  if (const toml::table* table = top.read_table("blue")) {
+    TableReader reader(*table, "blue", problems);
+    read_endpoint(reader, config.blue);
+  } else if (!top.has("blue")) {
+    problems.add("blue", "missing required table [blue] (the server pgflip serves from)");
+  }
+  if (const toml::table* table = top.read_table("green")) {
+    TableReader reader(*table, "green", problems);
+    Endpoint green;
+    read_endpoint(reader, green);
+    // Compared only when both parsed cleanly: a rejected host leaves the default behind.
+    if (problems.empty() && same_server(config.blue, green)) {
+      reader.report("host",
+                    "green is the same server and database as blue (" + green.address() + ")");
+    }
+    config.green = std::move(green);
+  }
+  if (const toml::table* table = top.read_table("log")) {
+    TableReader reader(*table, "log", problems);
+    read_log(reader, config.log);
+  }
+  problems.throw_first();
+  return config;
+}
+
+Config load_config_file(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    throw ConfigError(path + ": cannot read the configuration file: it is a directory");
+  }
+  errno = 0;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    const int error = errno;
+    throw ConfigError(path + ": cannot read the configuration file: " +
+                      (error != 0 ? std::generic_category().message(error) : "cannot open"));
+  }
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) {
+    throw ConfigError(path + ": cannot read the configuration file: read error");
+  }
+  return parse_config(text, path);
+}
+
+}  // namespace pgflip::config

@@ -1,0 +1,105 @@
+// pgflip's configuration: the settings structs, their defaults, and the TOML loader.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace pgflip::config {
+
+/// How pgflip authenticates its own clients (not how it logs in to servers).
+enum class AuthMethod { kTrust, kMd5, kScramSha256 };
+
+/// One PostgreSQL server: the [blue] or [green] table.
+struct Endpoint {
+  /// Hostname, IP address, or an absolute Unix-socket directory (starts with '/').
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 5432;
+  /// Server login user for application sessions; empty = the client's user passes through.
+  std::string user;
+  /// Password for that login (cleartext/MD5/SCRAM as the server asks); may be empty.
+  std::string password;
+  /// Empty = the client's database passes through.
+  std::string database;
+  /// Administrative login for the replication manager; empty = none.
+  std::string admin_user;
+  std::string admin_password;
+  std::string admin_database = "postgres";
+
+  bool is_unix_socket() const { return !host.empty() && host.front() == '/'; }
+  /// The socket file libpq would use: "<host>/.s.PGSQL.<port>". Only meaningful for a socket host.
+  [[nodiscard]] std::string unix_socket_path() const;
+  /// For logs: "host:port", "[v6addr]:port", or the socket file path.
+  [[nodiscard]] std::string address() const;
+};
+
+/// The [server] table: the client-facing listener and its limits.
+struct ServerSettings {
+  /// From server.listen "host:port"; "[::1]:6432" and "*:6432" (= "0.0.0.0") are accepted.
+  std::string listen_host = "127.0.0.1";
+  std::uint16_t listen_port = 6432;
+  /// 0 = one per core.
+  unsigned workers = 0;
+  /// server.connect_timeout_ms: connecting and logging in to a server.
+  std::chrono::milliseconds connect_timeout{5000};
+  /// server.startup_timeout_ms: a client must finish startup and authentication within this.
+  std::chrono::milliseconds startup_timeout{15000};
+  /// server.shutdown_timeout_ms: SIGTERM waits this long for sessions to finish.
+  std::chrono::milliseconds shutdown_timeout{30000};
+  /// server.max_message_size in bytes; a larger message is a protocol violation.
+  std::size_t max_message_size = 64 * 1024 * 1024;
+};
+
+/// The [admin] table.
+struct AdminSettings {
+  /// Unix socket that pgflipctl talks to.
+  std::string socket = "/tmp/pgflip-admin.sock";
+};
+
+/// The [auth] table: how clients authenticate to pgflip.
+struct AuthSettings {
+  AuthMethod method = AuthMethod::kTrust;
+  /// Path to the users file (existence is not checked yet).
+  std::string users_file;
+};
+
+/// The [log] table.
+struct LogSettings {
+  /// One of trace, debug, info, warn, error, critical, off.
+  std::string level = "info";
+};
+
+/// A whole, validated configuration.
+struct Config {
+  /// The file path (or source name) the configuration was read from.
+  std::string source;
+  ServerSettings server;
+  AdminSettings admin;
+  AuthSettings auth;
+  Endpoint blue;
+  std::optional<Endpoint> green;
+  LogSettings log;
+};
+
+/// A configuration that cannot be used. what() is "<file>:<line>:<col>: <key>: <reason>"; line and
+/// column are left out when unknown (a missing file or table).
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// Reads and validates the TOML file at `path`. Throws ConfigError, also when it cannot be read.
+[[nodiscard]] Config load_config_file(const std::string& path);
+
+/// Validates TOML text; `source_name` is used in error messages and as Config::source.
+/// Throws ConfigError.
+[[nodiscard]] Config parse_config(std::string_view toml_text, std::string_view source_name);
+
+/// "trust", "md5" or "scram-sha-256": the spelling used in the file.
+[[nodiscard]] std::string_view to_string(AuthMethod method);
+
+}  // namespace pgflip::config

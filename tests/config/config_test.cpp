@@ -1,0 +1,514 @@
+// Configuration loading: defaults, the example file, listen parsing and every error message.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <random>
+#include <string>
+#include <string_view>
+
+#include "config/config.hpp"
+
+using pgflip::config::AuthMethod;
+using pgflip::config::Config;
+using pgflip::config::ConfigError;
+using pgflip::config::Endpoint;
+using pgflip::config::load_config_file;
+using pgflip::config::parse_config;
+
+namespace {
+
+constexpr std::string_view kBlue = "[blue]\nhost = \"db\"\n";
+
+Config parse(std::string_view text) { return parse_config(text, "test.toml"); }
+
+// The ConfigError message for `text`, or a failed check when it parses.
+std::string error_of(std::string_view text) {
+  try {
+    (void)parse(text);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  FAIL_CHECK("no ConfigError for:\n" << text);
+  return {};
+}
+
+// A file in the temporary directory, removed again at the end of the test.
+class TempFile {
+ public:
+  explicit TempFile(std::string_view contents)
+      : path_(std::filesystem::temp_directory_path() /
+              ("pgflip_config_test_" + std::to_string(::getpid()) + ".toml")) {
+    std::ofstream(path_, std::ios::binary) << contents;
+  }
+  ~TempFile() {
+    std::error_code ec;
+    std::filesystem::remove(path_, ec);
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+  [[nodiscard]] std::string path() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace
+
+TEST_CASE("default-constructed settings match the documented defaults") {
+  const Config config;
+  CHECK(config.server.listen_host == "127.0.0.1");
+  CHECK(config.server.listen_port == 6432);
+  CHECK(config.server.workers == 0);
+  CHECK(config.server.connect_timeout == std::chrono::milliseconds(5000));
+  CHECK(config.server.startup_timeout == std::chrono::milliseconds(15000));
+  CHECK(config.server.shutdown_timeout == std::chrono::milliseconds(30000));
+  CHECK(config.server.max_message_size == 64u * 1024 * 1024);
+  CHECK(config.admin.socket == "/tmp/pgflip-admin.sock");
+  CHECK(config.auth.method == AuthMethod::kTrust);
+  CHECK(config.auth.users_file.empty());
+  CHECK(config.blue.host == "127.0.0.1");
+  CHECK(config.blue.port == 5432);
+  CHECK(config.blue.admin_database == "postgres");
+  CHECK_FALSE(config.green.has_value());
+  CHECK(config.log.level == "info");
+}
+
+TEST_CASE("a file with only blue.host gets every default") {
+  const Config config = parse(kBlue);
+  const Config defaults;
+  CHECK(config.source == "test.toml");
+  CHECK(config.blue.host == "db");
+  CHECK(config.blue.port == 5432);
+  CHECK(config.blue.user.empty());
+  CHECK(config.blue.password.empty());
+  CHECK(config.blue.database.empty());
+  CHECK(config.blue.admin_user.empty());
+  CHECK(config.blue.admin_password.empty());
+  CHECK(config.blue.admin_database == "postgres");
+  CHECK_FALSE(config.green.has_value());
+  CHECK(config.server.listen_host == defaults.server.listen_host);
+  CHECK(config.server.listen_port == defaults.server.listen_port);
+  CHECK(config.server.workers == defaults.server.workers);
+  CHECK(config.server.connect_timeout == defaults.server.connect_timeout);
+  CHECK(config.server.startup_timeout == defaults.server.startup_timeout);
+  CHECK(config.server.shutdown_timeout == defaults.server.shutdown_timeout);
+  CHECK(config.server.max_message_size == defaults.server.max_message_size);
+  CHECK(config.admin.socket == defaults.admin.socket);
+  CHECK(config.auth.method == AuthMethod::kTrust);
+  CHECK(config.log.level == "info");
+}
+
+TEST_CASE("the example file parses and states the real defaults") {
+  const Config config = load_config_file(PGFLIP_EXAMPLE_CONFIG);
+  const Config defaults;
+  CHECK(config.source == PGFLIP_EXAMPLE_CONFIG);
+  CHECK(config.blue.host == "127.0.0.1");
+  CHECK(config.blue.port == 5432);
+  REQUIRE(config.green.has_value());
+  CHECK(config.green->host == "127.0.0.1");
+  CHECK(config.green->port == 5433);
+  CHECK(config.green->admin_database == "postgres");
+  // The example writes every key with its default value; they must not drift apart.
+  CHECK(config.server.listen_host == defaults.server.listen_host);
+  CHECK(config.server.listen_port == defaults.server.listen_port);
+  CHECK(config.server.workers == defaults.server.workers);
+  CHECK(config.server.connect_timeout == defaults.server.connect_timeout);
+  CHECK(config.server.startup_timeout == defaults.server.startup_timeout);
+  CHECK(config.server.shutdown_timeout == defaults.server.shutdown_timeout);
+  CHECK(config.server.max_message_size == defaults.server.max_message_size);
+  CHECK(config.admin.socket == defaults.admin.socket);
+  CHECK(config.auth.method == defaults.auth.method);
+  CHECK(config.auth.users_file == defaults.auth.users_file);
+  CHECK(config.blue.user == defaults.blue.user);
+  CHECK(config.blue.password == defaults.blue.password);
+  CHECK(config.blue.database == defaults.blue.database);
+  CHECK(config.blue.admin_user == defaults.blue.admin_user);
+  CHECK(config.blue.admin_password == defaults.blue.admin_password);
+  CHECK(config.blue.admin_database == defaults.blue.admin_database);
+  CHECK(config.log.level == defaults.log.level);
+}
+
+TEST_CASE("every key is read") {
+  const Config config = parse(R"(
+[server]
+listen = "10.0.0.1:7000"
+workers = 8
+connect_timeout_ms = 100
+startup_timeout_ms = 200
+shutdown_timeout_ms = 300
+max_message_size = 2048
+[admin]
+socket = "/run/pgflip/admin.sock"
+[auth]
+method = "trust"
+users_file = "/etc/pgflip/users.txt"
+[blue]
+host = "blue.internal"
+port = 5440
+user = "app"
+password = "s3cret"
+database = "shop"
+admin_user = "postgres"
+admin_password = "root"
+admin_database = "admin"
+[green]
+host = "::1"
+port = 5441
+[log]
+level = "debug"
+)");
+  CHECK(config.server.listen_host == "10.0.0.1");
+  CHECK(config.server.listen_port == 7000);
+  CHECK(config.server.workers == 8);
+  CHECK(config.server.connect_timeout == std::chrono::milliseconds(100));
+  CHECK(config.server.startup_timeout == std::chrono::milliseconds(200));
+  CHECK(config.server.shutdown_timeout == std::chrono::milliseconds(300));
+  CHECK(config.server.max_message_size == 2048);
+  CHECK(config.admin.socket == "/run/pgflip/admin.sock");
+  CHECK(config.auth.users_file == "/etc/pgflip/users.txt");
+  CHECK(config.blue.host == "blue.internal");
+  CHECK(config.blue.port == 5440);
+  CHECK(config.blue.user == "app");
+  CHECK(config.blue.password == "s3cret");
+  CHECK(config.blue.database == "shop");
+  CHECK(config.blue.admin_user == "postgres");
+  CHECK(config.blue.admin_password == "root");
+  CHECK(config.blue.admin_database == "admin");
+  REQUIRE(config.green.has_value());
+  CHECK(config.green->host == "::1");
+  CHECK(config.green->port == 5441);
+  CHECK(config.green->address() == "[::1]:5441");
+  CHECK(config.log.level == "debug");
+}
+
+TEST_CASE("inline tables and dotted keys are ordinary TOML") {
+  const Config config = parse("blue = { host = \"db\", port = 6000 }\nserver.workers = 3\n");
+  CHECK(config.blue.host == "db");
+  CHECK(config.blue.port == 6000);
+  CHECK(config.server.workers == 3);
+}
+
+TEST_CASE("server.listen accepts host:port, bracketed IPv6 and '*'") {
+  struct Case {
+    std::string_view listen;
+    std::string_view host;
+    std::uint16_t port;
+  };
+  const Case cases[] = {
+      {"127.0.0.1:6432", "127.0.0.1", 6432},
+      {"0.0.0.0:1", "0.0.0.0", 1},
+      {"*:6432", "0.0.0.0", 6432},
+      {"[::1]:6432", "::1", 6432},
+      {"[::]:65535", "::", 65535},
+      {"localhost:7000", "localhost", 7000},
+      {"[fe80::1%eth0]:6432", "fe80::1%eth0", 6432},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.listen);
+    const Config config = parse(std::string("[server]\nlisten = \"") + std::string(c.listen) +
+                                "\"\n" + std::string(kBlue));
+    CHECK(config.server.listen_host == c.host);
+    CHECK(config.server.listen_port == c.port);
+  }
+}
+
+TEST_CASE("server.listen rejects what is not host:port, naming the key and line") {
+  struct Case {
+    std::string_view listen;
+    std::string_view reason;
+  };
+  const Case cases[] = {
+      {"6432",
+       "missing port; expected 'host:port', e.g. '127.0.0.1:6432', '[::1]:6432' or '*:6432'"},
+      {"localhost",
+       "missing port; expected 'host:port', e.g. '127.0.0.1:6432', '[::1]:6432' or '*:6432'"},
+      {":6432",
+       "missing host (use '*' for all addresses); expected 'host:port', e.g. '127.0.0.1:6432', "
+       "'[::1]:6432' or '*:6432'"},
+      {"", "missing port; expected 'host:port', e.g. '127.0.0.1:6432', '[::1]:6432' or '*:6432'"},
+      {"127.0.0.1:",
+       "port '' is not a number; expected 'host:port', e.g. '127.0.0.1:6432', "
+       "'[::1]:6432' or '*:6432'"},
+      {"127.0.0.1:http",
+       "port 'http' is not a number; expected 'host:port', e.g. "
+       "'127.0.0.1:6432', '[::1]:6432' or '*:6432'"},
+      {"127.0.0.1:-1",
+       "port '-1' is not a number; expected 'host:port', e.g. '127.0.0.1:6432', "
+       "'[::1]:6432' or '*:6432'"},
+      {"127.0.0.1:0", "port must be between 1 and 65535, got 0"},
+      {"127.0.0.1:65536", "port must be between 1 and 65535, got 65536"},
+      {"::1:6432", "an IPv6 address must be in brackets, e.g. '[::1]:6432'"},
+      {"[::1:6432", "missing ']' after the IPv6 address"},
+      {"[::1]6432",
+       "missing port; expected 'host:port', e.g. '127.0.0.1:6432', '[::1]:6432' or '*:6432'"},
+      {"my host:6432", "'my host' is not a hostname or IP address"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.listen);
+    CHECK(error_of(std::string(kBlue) + "[server]\nlisten = \"" + std::string(c.listen) + "\"\n") ==
+          "test.toml:4:10: server.listen: " + std::string(c.reason));
+  }
+}
+
+TEST_CASE("TOML syntax errors give the line, column and toml++'s description") {
+  const std::string message = error_of("[blue]\nhost = \"db\"\nport = \n");
+  CHECK(message.rfind("test.toml:3:8: syntax error: ", 0) == 0);
+  CHECK(message.size() > std::string_view("test.toml:3:8: syntax error: ").size());
+
+  // A key given twice is a syntax error too, at the second one.
+  const std::string twice = error_of("[blue]\nhost = \"a\"\nhost = \"b\"\n");
+  CHECK(twice.rfind("test.toml:3:", 0) == 0);
+  CHECK(twice.find("syntax error: ") != std::string::npos);
+}
+
+TEST_CASE("unknown keys are named in full, with a suggestion when one is close") {
+  CHECK(error_of(std::string(kBlue) + "[server]\nlistne = \"*:1\"\n") ==
+        "test.toml:4:1: server.listne: unknown key 'server.listne'; did you mean "
+        "'server.listen'?");
+  CHECK(error_of("[blue]\nhots = \"db\"\n") ==
+        "test.toml:2:1: blue.hots: unknown key 'blue.hots'; did you mean 'blue.host'?");
+  CHECK(error_of(std::string(kBlue) + "[green]\nhost = \"g\"\nPort = 1\n") ==
+        "test.toml:5:1: green.Port: unknown key 'green.Port'; did you mean 'green.port'?");
+  // Nothing close: no suggestion.
+  CHECK(error_of(std::string(kBlue) + "[server]\ncolour = 1\n") ==
+        "test.toml:4:1: server.colour: unknown key 'server.colour'");
+  // The right name in the wrong table points at the right table.
+  CHECK(error_of(std::string(kBlue) + "[server]\nlevel = \"debug\"\n") ==
+        "test.toml:4:1: server.level: unknown key 'server.level'; did you mean 'log.level'?");
+  // Top-level keys must come before the first table header.
+  CHECK(error_of("listen = \"*:1\"\n" + std::string(kBlue)) ==
+        "test.toml:1:1: listen: unknown key 'listen'; did you mean 'server.listen'?");
+  CHECK(error_of("port = 1\n" + std::string(kBlue)) ==
+        "test.toml:1:1: port: unknown key 'port'; did you mean 'blue.port' or 'green.port'?");
+  // After [blue], "server = ..." is a key of blue.
+  CHECK(error_of(std::string(kBlue) + "server = 5\n") ==
+        "test.toml:3:1: blue.server: unknown key 'blue.server'; did you mean 'server'?");
+}
+
+TEST_CASE("unknown tables are named in full") {
+  CHECK(error_of(std::string(kBlue) + "[serverr]\nlisten = \"*:1\"\n") ==
+        "test.toml:3:2: serverr: unknown table 'serverr'; did you mean 'server'?");
+  CHECK(error_of(std::string(kBlue) + "[replication]\n") ==
+        "test.toml:3:2: replication: unknown table 'replication'");
+  CHECK(error_of(std::string(kBlue) + "[blue.tls]\nmode = \"require\"\n") ==
+        "test.toml:3:7: blue.tls: unknown table 'blue.tls'");
+}
+
+TEST_CASE("wrong types name the key, the expected and the actual type") {
+  CHECK(error_of("[blue]\nhost = \"db\"\nport = \"5432\"\n") ==
+        "test.toml:3:8: blue.port: expected an integer, got string");
+  CHECK(error_of("[blue]\nhost = 5\n") ==
+        "test.toml:2:8: blue.host: expected a string, got integer");
+  CHECK(error_of(std::string(kBlue) + "[server]\nworkers = 1.5\n") ==
+        "test.toml:4:11: server.workers: expected an integer, got floating-point number");
+  CHECK(error_of(std::string(kBlue) + "[server]\nlisten = true\n") ==
+        "test.toml:4:10: server.listen: expected a string, got boolean");
+  CHECK(error_of(std::string(kBlue) + "[log]\nlevel = [\"info\"]\n") ==
+        "test.toml:4:9: log.level: expected a string, got array");
+  CHECK(error_of("server = 5\n" + std::string(kBlue)) ==
+        "test.toml:1:10: server: expected a table, got integer");
+  CHECK(error_of("[[blue]]\nhost = \"db\"\n") ==
+        "test.toml:1:1: blue: expected a table, got array");
+}
+
+TEST_CASE("numbers outside their range are rejected, the bounds themselves accepted") {
+  struct Case {
+    std::string_view line;  // one line in [server] or [blue]
+    bool server;
+    std::string_view error;  // empty = valid
+  };
+  const Case cases[] = {
+      {"port = 0", false, "blue.port: must be between 1 and 65535, got 0"},
+      {"port = 65536", false, "blue.port: must be between 1 and 65535, got 65536"},
+      {"port = 1", false, ""},
+      {"port = 65535", false, ""},
+      {"workers = -1", true, "server.workers: must be between 0 and 1024, got -1"},
+      {"workers = 1025", true, "server.workers: must be between 0 and 1024, got 1025"},
+      {"workers = 1024", true, ""},
+      {"connect_timeout_ms = 0", true,
+       "server.connect_timeout_ms: must be between 1 and 86400000, got 0"},
+      {"startup_timeout_ms = -5", true,
+       "server.startup_timeout_ms: must be between 1 and 86400000, got -5"},
+      {"shutdown_timeout_ms = 86400001", true,
+       "server.shutdown_timeout_ms: must be between 1 and 86400000, got 86400001"},
+      {"shutdown_timeout_ms = 1", true, ""},
+      {"max_message_size = 1023", true,
+       "server.max_message_size: must be between 1024 and 1073741824, got 1023"},
+      {"max_message_size = 1073741825", true,
+       "server.max_message_size: must be between 1024 and 1073741824, got 1073741825"},
+      {"max_message_size = 1024", true, ""},
+      {"max_message_size = 1073741824", true, ""},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.line);
+    const std::string text = c.server ? std::string(kBlue) + "[server]\n" + std::string(c.line)
+                                      : "[blue]\nhost = \"db\"\n" + std::string(c.line);
+    if (c.error.empty()) {
+      CHECK_NOTHROW((void)parse(text));
+    } else {
+      const std::string message = error_of(text);
+      const std::string line = c.server ? "4" : "3";
+      CHECK(message.rfind("test.toml:" + line + ":", 0) == 0);
+      CHECK(message.find(": " + std::string(c.error)) != std::string::npos);
+    }
+  }
+}
+
+TEST_CASE("[blue] and blue.host are required; [green] is optional but needs a host") {
+  CHECK(error_of("") ==
+        "test.toml: blue: missing required table [blue] (the server pgflip serves "
+        "from)");
+  CHECK(error_of("[server]\nworkers = 2\n") ==
+        "test.toml: blue: missing required table [blue] (the server pgflip serves from)");
+  CHECK(error_of("[log]\nlevel = \"info\"\n\n[blue]\nport = 5432\n") ==
+        "test.toml:4:1: blue.host: missing required key (the server's hostname, IP address or "
+        "socket directory) in [blue]");
+  CHECK(error_of(std::string(kBlue) + "[green]\nport = 5433\n") ==
+        "test.toml:3:1: green.host: missing required key (the server's hostname, IP address or "
+        "socket directory) in [green]");
+  CHECK(parse(std::string(kBlue) + "[green]\nhost = \"green.internal\"\n").green->host ==
+        "green.internal");
+  // A misspelt host is reported as the typo it is, not as a missing host.
+  CHECK(error_of("[blue]\ncolour = 1\n") ==
+        "test.toml:2:1: blue.colour: unknown key 'blue.colour'");
+}
+
+TEST_CASE("endpoint hosts: names, addresses and absolute socket directories") {
+  const Config config = parse("[blue]\nhost = \"/var/run/postgresql\"\nport = 5433\n");
+  CHECK(config.blue.is_unix_socket());
+  CHECK(config.blue.unix_socket_path() == "/var/run/postgresql/.s.PGSQL.5433");
+  CHECK(config.blue.address() == "/var/run/postgresql/.s.PGSQL.5433");
+  CHECK(parse("[blue]\nhost = \"/tmp/\"\n").blue.unix_socket_path() == "/tmp/.s.PGSQL.5432");
+  CHECK(parse("[blue]\nhost = \"/\"\n").blue.unix_socket_path() == "/.s.PGSQL.5432");
+  CHECK_FALSE(parse("[blue]\nhost = \"10.1.2.3\"\n").blue.is_unix_socket());
+  CHECK(parse("[blue]\nhost = \"10.1.2.3\"\n").blue.address() == "10.1.2.3:5432");
+  CHECK(parse("[blue]\nhost = \"2001:db8::5\"\n").blue.host == "2001:db8::5");
+
+  CHECK(error_of("[blue]\nhost = \"\"\n") == "test.toml:2:8: blue.host: must not be empty");
+  CHECK(error_of("[blue]\nhost = \"run/postgresql\"\n") ==
+        "test.toml:2:8: blue.host: a Unix-socket directory must be an absolute path (start with "
+        "'/')");
+  CHECK(error_of("[blue]\nhost = \"db:5432\"\n") ==
+        "test.toml:2:8: blue.host: looks like 'host:port'; set the port with 'blue.port'");
+  CHECK(error_of("[blue]\nhost = \"[::1]\"\n") ==
+        "test.toml:2:8: blue.host: write an IPv6 address without brackets");
+  CHECK(error_of("[blue]\nhost = \"db one\"\n") ==
+        "test.toml:2:8: blue.host: 'db one' is not a hostname, an IP address or an absolute "
+        "directory");
+  const std::string long_dir = "/" + std::string(100, 'd');
+  CHECK(error_of("[blue]\nhost = \"" + long_dir + "\"\n") ==
+        "test.toml:2:8: blue.host: socket path '" + long_dir +
+            "/.s.PGSQL.5432' is longer than 107 bytes");
+}
+
+TEST_CASE("strings with a NUL character are rejected") {
+  CHECK(error_of("[blue]\nhost = \"db\"\nuser = \"a\\u0000b\"\n") ==
+        "test.toml:3:8: blue.user: must not contain a NUL character");
+}
+
+TEST_CASE("green must not be the very server and database blue is") {
+  CHECK(error_of("[blue]\nhost = \"db\"\n[green]\nhost = \"db\"\n") ==
+        "test.toml:4:8: green.host: green is the same server and database as blue (db:5432)");
+  CHECK_NOTHROW((void)parse("[blue]\nhost = \"db\"\n[green]\nhost = \"db\"\nport = 5433\n"));
+  CHECK_NOTHROW((void)parse(
+      "[blue]\nhost = \"db\"\ndatabase = \"a\"\n[green]\nhost = \"db\"\ndatabase = \"b\"\n"));
+}
+
+TEST_CASE("auth.method: trust works, md5 and scram-sha-256 are not enabled yet") {
+  CHECK(parse(std::string(kBlue) + "[auth]\nmethod = \"trust\"\n").auth.method ==
+        AuthMethod::kTrust);
+  CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"md5\"\n") ==
+        "test.toml:4:10: auth.method: 'md5' is not supported in this version yet (only 'trust')");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"scram-sha-256\"\n") ==
+        "test.toml:4:10: auth.method: 'scram-sha-256' is not supported in this version yet (only "
+        "'trust')");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"password\"\n") ==
+        "test.toml:4:10: auth.method: must be one of 'trust', 'md5', 'scram-sha-256', got "
+        "'password'");
+  CHECK(pgflip::config::to_string(AuthMethod::kTrust) == "trust");
+  CHECK(pgflip::config::to_string(AuthMethod::kMd5) == "md5");
+  CHECK(pgflip::config::to_string(AuthMethod::kScramSha256) == "scram-sha-256");
+}
+
+TEST_CASE("log.level must be one of the spdlog level names") {
+  for (std::string_view level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+    CAPTURE(level);
+    CHECK(parse(std::string(kBlue) + "[log]\nlevel = \"" + std::string(level) + "\"\n").log.level ==
+          level);
+  }
+  CHECK(error_of(std::string(kBlue) + "[log]\nlevel = \"verbose\"\n") ==
+        "test.toml:4:9: log.level: must be one of trace, debug, info, warn, error, critical, off, "
+        "got 'verbose'");
+}
+
+TEST_CASE("admin.socket must fit a Unix socket path") {
+  CHECK(error_of(std::string(kBlue) + "[admin]\nsocket = \"\"\n") ==
+        "test.toml:4:10: admin.socket: must not be empty");
+  CHECK(error_of(std::string(kBlue) + "[admin]\nsocket = \"/" + std::string(107, 's') + "\"\n") ==
+        "test.toml:4:10: admin.socket: is 108 bytes long; a Unix socket path may have at most 107");
+  CHECK(error_of("[blue]\nhost = \"db\"\nadmin_database = \"\"\n") ==
+        "test.toml:3:18: blue.admin_database: must not be empty");
+}
+
+TEST_CASE("with several mistakes, the first one in the file is reported") {
+  // The checks visit [blue] after [server]; the file order still decides.
+  CHECK(error_of("[blue]\nhost = \"db\"\nport = 0\n[server]\nworkers = -1\n") ==
+        "test.toml:3:8: blue.port: must be between 1 and 65535, got 0");
+  CHECK(error_of("[server]\nworkres = 1\n") ==
+        "test.toml:2:1: server.workres: unknown key 'server.workres'; did you mean "
+        "'server.workers'?");
+}
+
+TEST_CASE("load_config_file reads a file and names it in errors") {
+  {
+    const TempFile file("[blue]\nhost = \"db\"\nport = 6000\n");
+    const Config config = load_config_file(file.path());
+    CHECK(config.source == file.path());
+    CHECK(config.blue.port == 6000);
+  }
+  {
+    const TempFile file("[blue]\nhost = \"db\"\nport = 0\n");
+    CHECK_THROWS_WITH_AS(
+        (void)load_config_file(file.path()),
+        (file.path() + ":3:8: blue.port: must be between 1 and 65535, got 0").c_str(), ConfigError);
+  }
+}
+
+TEST_CASE("a missing or unreadable file is an error that names the path") {
+  const std::string missing = "/nonexistent/pgflip/missing.toml";
+  CHECK_THROWS_WITH_AS(
+      (void)load_config_file(missing),
+      (missing + ": cannot read the configuration file: No such file or directory").c_str(),
+      ConfigError);
+  const std::string directory = std::filesystem::temp_directory_path().string();
+  CHECK_THROWS_WITH_AS(
+      (void)load_config_file(directory),
+      (directory + ": cannot read the configuration file: it is a directory").c_str(), ConfigError);
+}
+
+TEST_CASE("mangled files give a Config or a ConfigError, nothing else") {
+  std::ifstream in(PGFLIP_EXAMPLE_CONFIG, std::ios::binary);
+  const std::string example((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(!example.empty());
+  std::mt19937 random(20240601);
+  std::uniform_int_distribution<std::size_t> position(0, example.size() - 1);
+  std::uniform_int_distribution<int> byte(0, 255);
+  int rejected = 0;
+  for (int i = 0; i < 2000; ++i) {
+    std::string text = example;
+    for (int flips = 0; flips < 1 + i % 4; ++flips) {
+      text[position(random)] = static_cast<char>(byte(random));
+    }
+    text.resize(position(random) + 1);
+    try {
+      (void)parse(text);
+    } catch (const ConfigError&) {
+      ++rejected;
+    }
+  }
+  CHECK(rejected > 0);
+}
