@@ -1,0 +1,158 @@
+// The pgflip daemon: worker threads, the client listener, signals and graceful stop.
+#include "proxy/daemon.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <csignal>
+#include <thread>
+#include <vector>
+
+#include "proxy/asio.hpp"
+#include "proxy/proxy_context.hpp"
+#include "proxy/session.hpp"
+
+namespace pgflip::proxy {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+}
+
+struct Daemon::Impl {
+  /// One io_context per worker thread: a session lives on one worker and needs no locks.
+  struct Worker {
+    asio::io_context io{1};
+    asio::executor_work_guard<asio::io_context::executor_type> guard{io.get_executor()};
+    std::thread thread;
+  };
+
+  ProxyContext context;
+  asio::io_context control{1};
+  std::vector<std::unique_ptr<Worker>> workers;
+  tcp::acceptor acceptor{control};
+  std::size_t next_worker = 0;
+  bool stopping = false;
+
+  explicit Impl(std::shared_ptr<const config::Config> config) {
+    context.config = std::move(config);
+  }
+
+  void listen() {
+    const auto& server = context.config->server;
+    tcp::resolver resolver(control);
+    const auto results = resolver.resolve(server.listen_host, std::to_string(server.listen_port),
+                                          tcp::resolver::passive);
+    const tcp::endpoint endpoint = results.begin()->endpoint();
+    acceptor.open(endpoint.protocol());
+    acceptor.set_option(tcp::acceptor::reuse_address(true));
+    acceptor.bind(endpoint);
+    acceptor.listen(asio::socket_base::max_listen_connections);
+    spdlog::info("listening on {}:{} with {} worker(s); blue is {}:{}",
+                 endpoint.address().to_string(), endpoint.port(), workers.size(),
+                 context.config->blue.host, context.config->blue.port);
+  }
+
+  awaitable<void> accept_loop() {
+    for (;;) {
+      Worker& worker = *workers[next_worker++ % workers.size()];
+      auto [ec, socket] = co_await acceptor.async_accept(worker.io.get_executor(), use_nothrow);
+      if (ec) {
+        if (stopping || ec == asio::error::operation_aborted) co_return;
+        // Out of descriptors or memory: back off instead of spinning.
+        spdlog::error("accept failed: {}", ec.message());
+        asio::steady_timer timer(control, std::chrono::milliseconds(100));
+        co_await timer.async_wait(use_nothrow);
+        continue;
+      }
+      const std::uint64_t id = context.next_session_id++;
+      auto session = std::make_shared<Session>(std::move(socket), context, id);
+      context.sessions.add(session, id);
+      asio::co_spawn(worker.io.get_executor(), session->run(),
+                     [this, session, id](std::exception_ptr error) {
+                       if (error) {
+                         try {
+                           std::rethrow_exception(error);
+                         } catch (const std::exception& e) {
+                           spdlog::error("[c{}] session failed: {}", id, e.what());
+                         }
+                       }
+                       context.sessions.remove(id);
+                     });
+    }
+  }
+
+  awaitable<void> handle_signals() {
+    asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
+    for (;;) {
+      auto [ec, signal] = co_await signals.async_wait(use_nothrow);
+      if (ec) co_return;
+      if (signal == SIGHUP) {
+        spdlog::warn("SIGHUP ignored: configuration reload is not supported in this version");
+        continue;
+      }
+      spdlog::info("received {}: graceful stop", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      co_await graceful_stop();
+      co_return;
+    }
+  }
+
+  /// Stop accepting; every session ends at its next idle boundary (a transaction in
+  /// progress may finish); whatever is left at server.shutdown_timeout_ms is closed.
+  awaitable<void> graceful_stop() {
+    stopping = true;
+    error_code ignored;
+    acceptor.close(ignored);
+    context.sessions.for_each([](const std::shared_ptr<Session>& s) { s->request_shutdown(); });
+    const auto deadline = Clock::now() + context.config->server.shutdown_timeout;
+    asio::steady_timer timer(control);
+    while (context.sessions.size() > 0 && Clock::now() < deadline) {
+      timer.expires_after(std::chrono::milliseconds(20));
+      co_await timer.async_wait(use_nothrow);
+    }
+    if (const auto left = context.sessions.size(); left > 0) {
+      spdlog::warn("shutdown timeout: closing {} session(s) still in a transaction", left);
+      context.sessions.for_each([](const std::shared_ptr<Session>& s) { s->force_close(); });
+      const auto hard_deadline = Clock::now() + std::chrono::seconds(2);
+      while (context.sessions.size() > 0 && Clock::now() < hard_deadline) {
+        timer.expires_after(std::chrono::milliseconds(20));
+        co_await timer.async_wait(use_nothrow);
+      }
+    }
+    for (auto& worker : workers) worker->guard.reset();
+    for (auto& worker : workers) worker->io.stop();
+    spdlog::info("stopped");
+  }
+};
+
+Daemon::Daemon(std::shared_ptr<const config::Config> config)
+    : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+Daemon::~Daemon() = default;
+
+int Daemon::run() {
+  std::signal(SIGPIPE, SIG_IGN);
+  unsigned count = impl_->context.config->server.workers;
+  if (count == 0) count = std::max(1U, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < count; ++i) impl_->workers.push_back(std::make_unique<Impl::Worker>());
+  try {
+    impl_->listen();
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot listen on {}:{}: {}", impl_->context.config->server.listen_host,
+                     impl_->context.config->server.listen_port, e.what());
+    return 1;
+  }
+  for (auto& worker : impl_->workers) {
+    worker->thread = std::thread([&io = worker->io] { io.run(); });
+  }
+  asio::co_spawn(impl_->control, impl_->accept_loop(), asio::detached);
+  asio::co_spawn(impl_->control, impl_->handle_signals(),
+                 [this](std::exception_ptr) { impl_->control.stop(); });
+  impl_->control.run();
+  for (auto& worker : impl_->workers) {
+    worker->guard.reset();
+    worker->io.stop();
+    if (worker->thread.joinable()) worker->thread.join();
+  }
+  return 0;
+}
+
+}  // namespace pgflip::proxy

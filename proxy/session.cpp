@@ -1,0 +1,471 @@
+// One client session: startup, server login, and the relay between client and server.
+#include "proxy/session.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+
+#include "protocol/messages.hpp"
+#include "proxy/server_connection.hpp"
+
+namespace pgflip::proxy {
+
+namespace proto = pgflip::protocol;
+using namespace asio::experimental::awaitable_operators;
+
+namespace {
+
+// Read sizes: requests are small; results can be large, so the server side reads more.
+constexpr std::size_t kClientReadSize = 16 * 1024;
+constexpr std::size_t kServerReadSize = 64 * 1024;
+// The server may legitimately send rows up to 1 GB.
+constexpr std::size_t kMaxServerMessageSize = std::size_t{1} << 30;
+
+std::string_view state_name(Session::State state) {
+  switch (state) {
+    case Session::State::kStartup:
+      return "startup";
+    case Session::State::kLogin:
+      return "login";
+    case Session::State::kActive:
+      return "active";
+    case Session::State::kClosing:
+      return "closing";
+  }
+  return "?";
+}
+
+/// The severity of an ErrorResponse body (the non-localized 'V' field if present).
+std::string_view error_severity(std::string_view body) {
+  std::string_view severity;
+  while (!body.empty() && body.front() != '\0') {
+    const char code = body.front();
+    const auto end = body.find('\0', 1);
+    if (end == std::string_view::npos) break;
+    const std::string_view value = body.substr(1, end - 1);
+    if (code == 'V') return value;
+    if (code == 'S') severity = value;
+    body.remove_prefix(end + 1);
+  }
+  return severity;
+}
+
+}  // namespace
+
+Session::Session(tcp::socket client, ProxyContext& context, std::uint64_t id)
+    : client_(std::move(client)),
+      server_(client_.get_executor()),
+      context_(context),
+      id_(id),
+      config_(context.config),
+      client_scanner_(config_->server.max_message_size),
+      server_scanner_(kMaxServerMessageSize) {
+  error_code ec;
+  const auto endpoint = client_.remote_endpoint(ec);
+  peer_ = ec ? "?" : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+  client_.set_option(tcp::no_delay(true), ec);
+  // Requests and transaction boundaries; Parse/Bind/... mark an unfinished extended query.
+  for (char type : {'Q', 'S', 'F', 'X', 'P', 'B', 'E', 'D', 'C', 'H'}) client_scanner_.watch(type);
+  for (char type : {'Z', 'S', 'E'}) server_scanner_.watch(type);
+}
+
+Session::~Session() {
+  if (cancel_key_allocated_) context_.cancels.release(client_process_id_);
+}
+
+void Session::set_state(State state) {
+  spdlog::debug("[c{}] {} -> {}", id_, state_name(state_), state_name(state));
+  state_ = state;
+}
+
+bool Session::idle() const {
+  return state_ == State::kActive && pending_responses_ == 0 && !unsynced_ &&
+         transaction_status_ == 'I' && client_scanner_.at_boundary() &&
+         server_scanner_.at_boundary() && !client_write_in_progress_;
+}
+
+void Session::request_shutdown() {
+  asio::post(client_.get_executor(), [self = shared_from_this()] {
+    self->shutdown_requested_ = true;
+    // An idle session is blocked reading the client: wake it so it can end now.
+    if (self->state_ != State::kActive || self->idle()) {
+      error_code ignored;
+      self->client_.cancel(ignored);
+    }
+  });
+}
+
+void Session::force_close() {
+  asio::post(client_.get_executor(), [self = shared_from_this()] {
+    error_code ignored;
+    self->client_.close(ignored);
+    self->server_.close(ignored);
+  });
+}
+
+awaitable<void> Session::run() {
+  spdlog::debug("[c{}] connection from {}", id_, peer_);
+  const bool ready = co_await startup();
+  if (!ready) {
+    error_code ignored;
+    client_.close(ignored);
+    server_.close(ignored);
+    co_return;
+  }
+  set_state(State::kActive);
+  auto result = co_await (client_to_server() || server_to_client());
+  const EndReason reason = std::visit([](EndReason r) { return r; }, result);
+  co_await finish(reason);
+}
+
+// ---------------------------------------------------------------------------
+// Startup: read the client's startup packet and log in to the server, bounded
+// by server.startup_timeout_ms so silent or slow clients cannot pile up.
+
+awaitable<bool> Session::startup() {
+  asio::steady_timer timer(client_.get_executor());
+  timer.expires_after(config_->server.startup_timeout);
+  auto result = co_await ([this]() -> awaitable<bool> {
+    if (!co_await read_startup_packet()) co_return false;
+    co_return co_await login_to_server();
+  }() || timer.async_wait(use_nothrow));
+  if (result.index() == 0) co_return std::get<0>(result);
+  if (state_ == State::kLogin) {
+    co_await write_client(proto::encode_error(
+        "FATAL", "08006",
+        "pgflip could not log in to the server in time (server.startup_timeout_ms)"));
+  }
+  spdlog::info("[c{}] {} closed: startup timeout in state {}", id_, peer_, state_name(state_));
+  co_return false;
+}
+
+awaitable<bool> Session::read_startup_packet() {
+  std::string buffer;
+  std::array<char, 1024> chunk{};
+  int negotiations = 0;
+  for (;;) {
+    auto result = proto::decode_startup(buffer);
+    if (auto* error = std::get_if<proto::DecodeError>(&result)) {
+      const bool unsupported = error->code == proto::ErrorCode::kUnsupportedProtocol;
+      co_await write_client(
+          proto::encode_error("FATAL", unsupported ? "0A000" : "08P01",
+                              unsupported ? "unsupported frontend protocol: " + error->detail
+                                          : "invalid startup packet: " + error->detail));
+      spdlog::info("[c{}] {} closed: bad startup packet: {}", id_, peer_, error->detail);
+      co_return false;
+    }
+    if (std::holds_alternative<proto::NeedMoreData>(result)) {
+      auto [ec, n] = co_await client_.async_read_some(asio::buffer(chunk), use_nothrow);
+      if (ec) {
+        spdlog::debug("[c{}] {} closed before startup: {}", id_, peer_, ec.message());
+        co_return false;
+      }
+      buffer.append(chunk.data(), n);
+      continue;
+    }
+    auto& decoded = std::get<proto::Decoded<proto::StartupPacket>>(result);
+    buffer.erase(0, decoded.consumed);
+    auto& packet = decoded.message;
+
+    if (std::holds_alternative<proto::SSLRequest>(packet) ||
+        std::holds_alternative<proto::GSSENCRequest>(packet)) {
+      // Encryption is not offered yet: 'N' lets the client continue in the clear
+      // (or give up, if it requires encryption).
+      if (++negotiations > 2) {
+        co_await write_client(
+            proto::encode_error("FATAL", "08P01", "too many encryption requests"));
+        co_return false;
+      }
+      co_await write_client("N");
+      continue;
+    }
+    if (auto* cancel = std::get_if<proto::CancelRequest>(&packet)) {
+      co_return co_await handle_cancel_request(cancel->process_id, cancel->secret_key);
+    }
+    startup_message_ = std::move(std::get<proto::StartupMessage>(packet));
+    client_pending_ = std::move(buffer);
+    co_return true;
+  }
+}
+
+awaitable<bool> Session::handle_cancel_request(std::int32_t process_id, std::int32_t secret_key) {
+  if (auto target = context_.cancels.find(process_id, secret_key)) {
+    spdlog::info("[c{}] cancel request for client key {} forwarded to {}:{}", id_, process_id,
+                 target->host, target->port);
+    co_await send_cancel_request(target->host, target->port, target->process_id, target->secret_key,
+                                 config_->server.connect_timeout);
+  } else {
+    // Like PostgreSQL: an unknown key is ignored silently, so keys cannot be probed.
+    spdlog::info("[c{}] cancel request with unknown key ignored", id_);
+  }
+  co_return false;  // a cancel connection never becomes a session
+}
+
+awaitable<bool> Session::login_to_server() {
+  set_state(State::kLogin);
+  const config::Endpoint& endpoint = config_->blue;
+  const std::string* user = startup_message_.find("user");
+  const std::string* database = startup_message_.find("database");
+
+  ServerTarget target;
+  target.environment = "blue";
+  target.host = endpoint.host;
+  target.port = endpoint.port;
+  target.user = endpoint.user.empty() ? *user : endpoint.user;
+  target.password = endpoint.password;
+  target.database = !endpoint.database.empty()         ? endpoint.database
+                    : (database && !database->empty()) ? *database
+                                                       : *user;
+  std::vector<std::string> unsupported_options;
+  for (const auto& [name, value] : startup_message_.parameters) {
+    if (name == "user" || name == "database") continue;
+    if (name.starts_with("_pq_.")) {
+      unsupported_options.push_back(name);
+      continue;
+    }
+    if (name == "replication") {
+      co_await write_client(proto::encode_error(
+          "FATAL", "0A000",
+          "pgflip does not proxy replication connections; connect to the server directly"));
+      spdlog::info("[c{}] {} refused: replication connection", id_, peer_);
+      co_return false;
+    }
+    target.parameters.emplace_back(name, value);
+  }
+
+  auto result = co_await connect_and_login(target, config_->server.connect_timeout);
+  if (auto* error = std::get_if<ServerLoginError>(&result)) {
+    spdlog::warn("[c{}] {} user={} database={}: server login failed: {}", id_, peer_, target.user,
+                 target.database, error->reason);
+    co_await write_client(std::move(error->error_message));
+    co_return false;
+  }
+  auto& login = std::get<ServerLogin>(result);
+  server_ = std::move(login.socket);
+  environment_ = target.environment;
+  server_host_ = target.host;
+  server_port_ = target.port;
+  server_process_id_ = login.process_id;
+  server_secret_key_ = login.secret_key;
+  transaction_status_ = login.transaction_status;
+  server_parameters_ = std::move(login.parameters);
+
+  const auto [client_pid, client_secret] = context_.cancels.allocate();
+  client_process_id_ = client_pid;
+  cancel_key_allocated_ = true;
+  context_.cancels.set_target(
+      client_pid, CancelTarget{server_host_, server_port_, server_process_id_, server_secret_key_});
+
+  std::string out;
+  if (startup_message_.minor != 0 || !unsupported_options.empty()) {
+    proto::encode(proto::NegotiateProtocolVersion{0, unsupported_options}, out);
+  }
+  proto::encode(proto::Authentication{0, {}}, out);
+  out += login.notices;
+  for (const auto& [name, value] : server_parameters_) {
+    proto::encode(proto::ParameterStatus{name, value}, out);
+  }
+  proto::encode(proto::BackendKeyData{client_pid, client_secret}, out);
+  proto::encode(proto::ReadyForQuery{transaction_status_}, out);
+  client_write_in_progress_ = true;
+  auto [ec, n] = co_await asio::async_write(client_, asio::buffer(out), use_nothrow);
+  (void)n;
+  client_write_in_progress_ = false;
+  if (ec) co_return false;
+  spdlog::info("[c{}] {} user={} database={} connected to {} (server pid {})", id_, peer_,
+               target.user, target.database, environment_, server_process_id_);
+  co_return true;
+}
+
+// ---------------------------------------------------------------------------
+// Relay. Each direction reads a chunk, walks its message headers (looking inside
+// only the few messages it watches), and forwards the chunk untouched.
+
+awaitable<Session::EndReason> Session::client_to_server() {
+  std::vector<char> buffer(kClientReadSize);
+  std::size_t have = client_pending_.size();
+  if (have > buffer.size()) buffer.resize(have);
+  std::copy(client_pending_.begin(), client_pending_.end(), buffer.begin());
+  client_pending_.clear();
+  client_pending_.shrink_to_fit();
+
+  for (;;) {
+    if (have == 0) {
+      auto [ec, n] = co_await client_.async_read_some(asio::buffer(buffer), use_nothrow);
+      if (ec) {
+        co_return (ec == asio::error::operation_aborted && shutdown_requested_)
+            ? EndReason::kShutdown
+            : EndReason::kClientGone;
+      }
+      have = n;
+    }
+    // A stopping pgflip forwards nothing that would start new work on the server.
+    if (shutdown_requested_ && idle()) co_return EndReason::kShutdown;
+
+    bool terminate = false;
+    const auto status =
+        client_scanner_.scan({buffer.data(), have}, [&](char type, std::string_view) {
+          switch (type) {
+            case 'Q':
+            case 'F':
+              ++pending_responses_;
+              break;
+            case 'S':
+              ++pending_responses_;
+              unsynced_ = false;
+              break;
+            case 'X':
+              terminate = true;
+              break;
+            default:  // Parse, Bind, Execute, Describe, Close, Flush
+              unsynced_ = true;
+              break;
+          }
+        });
+    if (status != proto::ScanStatus::kOk) {
+      protocol_error_ = status == proto::ScanStatus::kMessageTooLarge
+                            ? "message exceeds server.max_message_size"
+                            : "invalid message length";
+      co_return EndReason::kClientProtocolError;
+    }
+    auto [ec, n] =
+        co_await asio::async_write(server_, asio::buffer(buffer.data(), have), use_nothrow);
+    (void)n;
+    have = 0;
+    if (ec) co_return EndReason::kServerGone;
+    if (terminate) co_return EndReason::kClientTerminated;
+  }
+}
+
+void Session::on_server_message(char type, std::string_view body) {
+  switch (type) {
+    case 'Z':
+      if (!body.empty()) transaction_status_ = body.front();
+      if (pending_responses_ > 0) --pending_responses_;
+      break;
+    case 'S': {
+      const auto end = body.find('\0');
+      if (end == std::string_view::npos) break;
+      std::string name(body.substr(0, end));
+      std::string_view rest = body.substr(end + 1);
+      std::string value(rest.substr(0, rest.find('\0')));
+      bool found = false;
+      for (auto& [known, current] : server_parameters_) {
+        if (known == name) {
+          current = value;
+          found = true;
+        }
+      }
+      if (!found) server_parameters_.emplace_back(std::move(name), std::move(value));
+      break;
+    }
+    case 'E': {
+      const auto severity = error_severity(body);
+      last_server_error_fatal_ = severity == "FATAL" || severity == "PANIC";
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+awaitable<Session::EndReason> Session::server_to_client() {
+  std::vector<char> buffer(kServerReadSize);
+  for (;;) {
+    auto [ec, n] = co_await server_.async_read_some(asio::buffer(buffer), use_nothrow);
+    if (ec) co_return EndReason::kServerGone;
+    const auto status = server_scanner_.scan(
+        {buffer.data(), n},
+        [this](char type, std::string_view body) { on_server_message(type, body); });
+    if (status != proto::ScanStatus::kOk) {
+      protocol_error_ = "invalid message from server";
+      co_return EndReason::kServerProtocolError;
+    }
+    client_write_in_progress_ = true;
+    auto [wec, wn] =
+        co_await asio::async_write(client_, asio::buffer(buffer.data(), n), use_nothrow);
+    (void)wn;
+    client_write_in_progress_ = false;
+    if (wec) co_return EndReason::kClientGone;
+    if (shutdown_requested_ && idle()) co_return EndReason::kShutdown;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Ending a session: tell the client why (only at a message boundary, never in the
+// middle of a message it is receiving) and make sure the server stops working for it.
+
+awaitable<void> Session::write_client(std::string bytes) {
+  client_write_in_progress_ = true;
+  asio::steady_timer timer(client_.get_executor());
+  timer.expires_after(std::chrono::seconds(5));
+  // A client that does not read must not hold the session open.
+  co_await (asio::async_write(client_, asio::buffer(bytes), use_nothrow) ||
+            timer.async_wait(use_nothrow));
+  client_write_in_progress_ = false;
+}
+
+awaitable<void> Session::cancel_server_query() {
+  if (server_process_id_ == 0) co_return;
+  co_await send_cancel_request(server_host_, server_port_, server_process_id_, server_secret_key_,
+                               config_->server.connect_timeout);
+}
+
+awaitable<void> Session::finish(EndReason reason) {
+  set_state(State::kClosing);
+  const bool client_at_boundary = server_scanner_.at_boundary() && !client_write_in_progress_;
+  const bool busy = pending_responses_ > 0 || unsynced_ || transaction_status_ != 'I';
+  std::string why;
+  error_code ignored;
+  switch (reason) {
+    case EndReason::kClientTerminated:
+      why = "client terminated";
+      break;
+    case EndReason::kClientGone:
+      why = busy ? "client disconnected during a query; cancelled it" : "client disconnected";
+      // The server would otherwise run the query to its end before noticing.
+      if (busy) co_await cancel_server_query();
+      break;
+    case EndReason::kServerGone:
+      why = "server connection lost";
+      if (client_at_boundary && !last_server_error_fatal_) {
+        co_await write_client(proto::encode_error(
+            "FATAL", "08006", "pgflip lost the connection to the server (" + environment_ + ")"));
+      }
+      break;
+    case EndReason::kClientProtocolError:
+      why = "protocol violation: " + protocol_error_;
+      if (client_at_boundary) {
+        co_await write_client(
+            proto::encode_error("FATAL", "08P01", "protocol violation: " + protocol_error_));
+      }
+      if (busy) co_await cancel_server_query();
+      break;
+    case EndReason::kServerProtocolError:
+      why = "server protocol violation";
+      break;
+    case EndReason::kShutdown:
+      why = "pgflip shutting down";
+      co_await write_client(proto::encode_error(
+          "FATAL", "57P01", "terminating connection because pgflip is shutting down"));
+      break;
+  }
+  if (reason != EndReason::kClientTerminated && reason != EndReason::kServerGone &&
+      client_scanner_.at_boundary() && server_.is_open()) {
+    // A polite Terminate lets the server end the backend without logging an error.
+    std::string terminate;
+    proto::encode(proto::Terminate{}, terminate);
+    auto [ec, n] = co_await asio::async_write(server_, asio::buffer(terminate), use_nothrow);
+    (void)ec;
+    (void)n;
+  }
+  server_.shutdown(StreamSocket::shutdown_both, ignored);
+  server_.close(ignored);
+  client_.shutdown(tcp::socket::shutdown_both, ignored);
+  client_.close(ignored);
+  const auto seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  spdlog::info("[c{}] {} closed after {:.3f}s: {}", id_, peer_, seconds, why);
+}
+
+}  // namespace pgflip::proxy

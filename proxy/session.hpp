@@ -1,0 +1,104 @@
+// One client session: startup, server login, and the relay between client and server.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "protocol/frame_scanner.hpp"
+#include "protocol/startup.hpp"
+#include "proxy/asio.hpp"
+#include "proxy/proxy_context.hpp"
+
+namespace pgflip::proxy {
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  /// Each state says what the session waits for; changed only in set_state().
+  enum class State {
+    kStartup,  // waiting for the client's startup packet (SSLRequest, StartupMessage, cancel)
+    kLogin,    // logging in to the server on the client's behalf
+    kActive,   // relaying bytes both ways
+    kClosing,  // telling the client why, releasing the server connection
+  };
+
+  /// How the relay ended; decides what the client and server are told.
+  enum class EndReason {
+    kClientTerminated,  // the client sent Terminate
+    kClientGone,        // the client's socket closed or failed
+    kServerGone,        // the server's socket closed or failed
+    kClientProtocolError,
+    kServerProtocolError,
+    kShutdown,  // pgflip is stopping and the session reached an idle boundary
+  };
+
+  Session(tcp::socket client, ProxyContext& context, std::uint64_t id);
+  ~Session();
+
+  /// Runs the session to its end; the caller keeps the session alive meanwhile.
+  awaitable<void> run();
+
+  /// Thread-safe. The session ends at its next idle boundary (immediately if idle),
+  /// telling the client with FATAL 57P01; a transaction in progress runs to its end.
+  void request_shutdown();
+  /// Thread-safe. Closes both sockets now.
+  void force_close();
+
+  [[nodiscard]] std::uint64_t id() const { return id_; }
+
+ private:
+  void set_state(State state);
+  /// Idle: no request outstanding, not inside a transaction, at a message boundary
+  /// in both directions. Only here may a session be held, ended or moved.
+  [[nodiscard]] bool idle() const;
+
+  awaitable<bool> startup();
+  awaitable<bool> read_startup_packet();
+  awaitable<bool> handle_cancel_request(std::int32_t process_id, std::int32_t secret_key);
+  awaitable<bool> login_to_server();
+  awaitable<EndReason> client_to_server();
+  awaitable<EndReason> server_to_client();
+  awaitable<void> finish(EndReason reason);
+  awaitable<void> write_client(std::string bytes);
+  awaitable<void> cancel_server_query();
+
+  void on_server_message(char type, std::string_view body);
+
+  tcp::socket client_;
+  StreamSocket server_;
+  ProxyContext& context_;
+  const std::uint64_t id_;
+  const std::shared_ptr<const config::Config> config_;
+  std::string peer_;
+  State state_ = State::kStartup;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+
+  protocol::StartupMessage startup_message_;
+  std::string client_pending_;  // client bytes read with the startup packet, forwarded after login
+  std::string environment_;     // which environment the server connection belongs to
+  std::string server_host_;
+  std::uint16_t server_port_ = 0;
+  std::int32_t server_process_id_ = 0;
+  std::int32_t server_secret_key_ = 0;
+  std::int32_t client_process_id_ = 0;  // the BackendKeyData pgflip showed the client
+  bool cancel_key_allocated_ = false;
+
+  // Relay state, touched only on the session's executor.
+  protocol::FrameScanner client_scanner_;
+  protocol::FrameScanner server_scanner_;
+  char transaction_status_ = 'I';
+  std::uint32_t pending_responses_ = 0;  // Query/Sync/FunctionCall sent, ReadyForQuery not yet seen
+  bool unsynced_ = false;                // extended-protocol messages sent since the last Sync
+  bool client_write_in_progress_ = false;
+  bool last_server_error_fatal_ = false;
+  std::string protocol_error_;
+  std::vector<std::pair<std::string, std::string>> server_parameters_;
+
+  std::atomic<bool> shutdown_requested_{false};
+};
+
+}  // namespace pgflip::proxy
