@@ -27,10 +27,16 @@ constexpr std::int64_t kMaxTimeoutMs = 24LL * 60 * 60 * 1000;
 constexpr std::int64_t kMinMessageSize = 1024;
 constexpr std::int64_t kMaxMessageSize = 1024LL * 1024 * 1024;
 constexpr std::int64_t kMaxWorkers = 1024;
+constexpr std::int64_t kMaxInt64 = std::numeric_limits<std::int64_t>::max();
+// PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes.
+constexpr std::size_t kMaxDatabaseNameLength = 63;
+// Slot and subscription names are "<prefix>_<database>_<oid>" in 63 bytes; keep room for the rest.
+constexpr std::size_t kMaxNamePrefixLength = 20;
 constexpr std::string_view kListenExample =
     "expected 'host:port', e.g. '127.0.0.1:6432', '[::1]:6432' or '*:6432'";
 
-constexpr std::string_view kTopLevelKeys[] = {"server", "admin", "auth", "blue", "green", "log"};
+constexpr std::string_view kTopLevelKeys[] = {"server", "admin", "auth",        "blue",
+                                              "green",  "log",   "replication", "switchover"};
 constexpr std::string_view kServerKeys[] = {
     "listen",
     "workers",
@@ -46,6 +52,22 @@ constexpr std::string_view kEndpointKeys[] = {
     "database", "admin_user", "admin_password", "admin_database",
 };
 constexpr std::string_view kLogKeys[] = {"level"};
+constexpr std::string_view kReplicationKeys[] = {
+    "databases",  "blue_conninfo_for_green", "name_prefix",           "retained_wal_alarm_bytes",
+    "pg_bin_dir", "statement_timeout_ms",    "heartbeat_interval_ms",
+};
+constexpr std::string_view kSwitchoverKeys[] = {
+    "state_file",
+    "timeout_ms",
+    "drain_timeout_ms",
+    "sentinel_timeout_ms",
+    "max_lag_bytes",
+    "max_lag_ms",
+    "max_transaction_age_ms",
+    "on_straggler",
+    "unmovable_sessions",
+    "terminate_blue_backends",
+};
 constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
                                            "error", "critical", "off"};
 
@@ -53,9 +75,10 @@ struct TableKeys {
   std::string_view table;
   std::span<const std::string_view> keys;
 };
-constexpr TableKeys kSchema[] = {{"server", kServerKeys},  {"admin", kAdminKeys},
-                                 {"auth", kAuthKeys},      {"blue", kEndpointKeys},
-                                 {"green", kEndpointKeys}, {"log", kLogKeys}};
+constexpr TableKeys kSchema[] = {
+    {"server", kServerKeys},           {"admin", kAdminKeys},          {"auth", kAuthKeys},
+    {"blue", kEndpointKeys},           {"green", kEndpointKeys},       {"log", kLogKeys},
+    {"replication", kReplicationKeys}, {"switchover", kSwitchoverKeys}};
 
 std::string join_key(std::string_view prefix, std::string_view name) {
   if (prefix.empty()) return std::string(name);
@@ -287,15 +310,98 @@ class TableReader {
     }
     const std::int64_t value = node->as_integer()->get();
     if (value < min || value > max) {
-      report(name, "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+      report(name, (max == kMaxInt64 ? "must be at least " + std::to_string(min)
+                                     : "must be between " + std::to_string(min) + " and " +
+                                           std::to_string(max)) +
                        ", got " + std::to_string(value));
       return std::nullopt;
     }
     return value;
   }
 
+  [[nodiscard]] std::optional<bool> read_bool(std::string_view name) {
+    const toml::node* node = table_.get(name);
+    if (node == nullptr) return std::nullopt;
+    if (!node->is_boolean()) {
+      report(name,
+             "expected a boolean (true or false), got " + std::string(type_name(node->type())));
+      return std::nullopt;
+    }
+    return node->as_boolean()->get();
+  }
+
+  // An array of strings; each item is checked by `why_not` (empty = fine), and a problem with an
+  // item points at that item, numbered from 1.
+  template <typename Check>
+  [[nodiscard]] std::optional<std::vector<std::string>> read_string_array(std::string_view name,
+                                                                          Check why_not) {
+    const toml::node* node = table_.get(name);
+    if (node == nullptr) return std::nullopt;
+    if (!node->is_array()) {
+      report(name, "expected an array of strings, got " + std::string(type_name(node->type())));
+      return std::nullopt;
+    }
+    std::vector<std::string> values;
+    bool ok = true;
+    std::size_t number = 0;
+    for (const toml::node& item : *node->as_array()) {
+      ++number;
+      const std::string label = "item " + std::to_string(number) + ": ";
+      if (!item.is_string()) {
+        problems_.add(item.source(), key(name),
+                      label + "expected a string, got " + std::string(type_name(item.type())));
+        ok = false;
+        continue;
+      }
+      std::string value = item.as_string()->get();
+      std::string why = value.find('\0') != std::string::npos
+                            ? std::string("must not contain a NUL character")
+                            : why_not(value);
+      if (why.empty()) {
+        const auto same = std::find(values.begin(), values.end(), value);
+        if (same != values.end()) {
+          why = "'" + value + "' is listed twice (also item " +
+                std::to_string(same - values.begin() + 1) + ")";
+        }
+      }
+      if (!why.empty()) {
+        problems_.add(item.source(), key(name), label + why);
+        ok = false;
+        // Keep the place so that later items are numbered and compared correctly.
+      }
+      values.push_back(std::move(value));
+    }
+    if (!ok) return std::nullopt;
+    return values;
+  }
+
   void read_timeout(std::string_view name, std::chrono::milliseconds& out) {
-    if (auto value = read_integer(name, 1, kMaxTimeoutMs)) out = std::chrono::milliseconds(*value);
+    read_milliseconds(name, 1, out);
+  }
+
+  // A duration in milliseconds from `min` up to one day.
+  void read_milliseconds(std::string_view name, std::int64_t min, std::chrono::milliseconds& out) {
+    if (auto value = read_integer(name, min, kMaxTimeoutMs))
+      out = std::chrono::milliseconds(*value);
+  }
+
+  void read_non_negative(std::string_view name, std::int64_t& out) {
+    if (auto value = read_integer(name, 0, kMaxInt64)) out = *value;
+  }
+
+  // An absolute path; `file` also rejects a trailing '/', which can only name a directory.
+  void read_absolute_path(std::string_view name, bool file, std::string& out) {
+    if (auto value = read_string(name)) {
+      if (value->empty()) {
+        report(name, "must not be empty");
+      } else if (value->front() != '/') {
+        report(name, "must be an absolute path (start with '/'), got '" + *value + "'");
+      } else if (file && value->back() == '/') {
+        report(name, "'" + *value + "' names a directory; give a file path");
+      } else {
+        out = std::move(*value);
+      }
+    }
   }
 
   void read_text(std::string_view name, std::string& out) {
@@ -474,6 +580,88 @@ void read_endpoint(TableReader& reader, Endpoint& endpoint) {
   }
 }
 
+// Why `name` cannot be a database to replicate; empty when it can.
+[[nodiscard]] std::string check_database_name(std::string_view name) {
+  if (name.empty()) return "must not be empty";
+  if (name.size() > kMaxDatabaseNameLength) {
+    return "'" + std::string(name) + "' is " + std::to_string(name.size()) +
+           " bytes long; a PostgreSQL database name has at most " +
+           std::to_string(kMaxDatabaseNameLength);
+  }
+  return {};
+}
+
+// Why `prefix` cannot prefix the names of pgflip's objects; empty when it can.
+[[nodiscard]] std::string check_name_prefix(std::string_view prefix) {
+  if (prefix.empty()) return "must not be empty";
+  if (prefix.size() > kMaxNamePrefixLength) {
+    return "'" + std::string(prefix) + "' is " + std::to_string(prefix.size()) +
+           " characters long; at most " + std::to_string(kMaxNamePrefixLength) + " are allowed";
+  }
+  const auto is_lower = [](char c) { return c >= 'a' && c <= 'z'; };
+  if (!is_lower(prefix.front())) {
+    return "'" + std::string(prefix) + "' must start with a lower-case letter (a-z)";
+  }
+  const auto allowed = [&](char c) { return is_lower(c) || (c >= '0' && c <= '9') || c == '_'; };
+  if (!std::all_of(prefix.begin(), prefix.end(), allowed)) {
+    return "'" + std::string(prefix) +
+           "' may contain only lower-case letters (a-z), digits and '_'";
+  }
+  return {};
+}
+
+void read_replication(TableReader& reader, ReplicationSettings& replication) {
+  reader.reject_unknown(kReplicationKeys);
+  if (auto databases = reader.read_string_array("databases", check_database_name)) {
+    replication.databases = std::move(*databases);
+  }
+  reader.read_text("blue_conninfo_for_green", replication.blue_conninfo_for_green);
+  if (auto prefix = reader.read_string("name_prefix")) {
+    if (std::string why = check_name_prefix(*prefix); !why.empty()) {
+      reader.report("name_prefix", std::move(why));
+    } else {
+      replication.name_prefix = std::move(*prefix);
+    }
+  }
+  reader.read_non_negative("retained_wal_alarm_bytes", replication.retained_wal_alarm_bytes);
+  reader.read_absolute_path("pg_bin_dir", /*file=*/false, replication.pg_bin_dir);
+  reader.read_timeout("statement_timeout_ms", replication.statement_timeout);
+  reader.read_milliseconds("heartbeat_interval_ms", 0, replication.heartbeat_interval);
+}
+
+void read_switchover(TableReader& reader, SwitchoverSettings& switchover) {
+  reader.reject_unknown(kSwitchoverKeys);
+  reader.read_absolute_path("state_file", /*file=*/true, switchover.state_file);
+  reader.read_timeout("timeout_ms", switchover.timeout);
+  reader.read_timeout("drain_timeout_ms", switchover.drain_timeout);
+  reader.read_timeout("sentinel_timeout_ms", switchover.sentinel_timeout);
+  reader.read_non_negative("max_lag_bytes", switchover.max_lag_bytes);
+  reader.read_milliseconds("max_lag_ms", 0, switchover.max_lag);
+  reader.read_timeout("max_transaction_age_ms", switchover.max_transaction_age);
+  if (auto policy = reader.read_string("on_straggler")) {
+    if (*policy == "abort") {
+      switchover.on_straggler = StragglerPolicy::kAbort;
+    } else if (*policy == "cancel") {
+      switchover.on_straggler = StragglerPolicy::kCancel;
+    } else {
+      reader.report("on_straggler", "must be one of 'abort', 'cancel', got '" + *policy + "'");
+    }
+  }
+  if (auto policy = reader.read_string("unmovable_sessions")) {
+    if (*policy == "terminate") {
+      switchover.unmovable_sessions = UnmovablePolicy::kTerminate;
+    } else if (*policy == "abort") {
+      switchover.unmovable_sessions = UnmovablePolicy::kAbort;
+    } else {
+      reader.report("unmovable_sessions",
+                    "must be one of 'terminate', 'abort', got '" + *policy + "'");
+    }
+  }
+  if (auto terminate = reader.read_bool("terminate_blue_backends")) {
+    switchover.terminate_blue_backends = *terminate;
+  }
+}
+
 bool same_server(const Endpoint& a, const Endpoint& b) {
   return a.host == b.host && a.port == b.port && a.database == b.database;
 }
@@ -502,6 +690,26 @@ std::string_view to_string(AuthMethod method) {
       return "md5";
     case AuthMethod::kScramSha256:
       return "scram-sha-256";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(StragglerPolicy policy) {
+  switch (policy) {
+    case StragglerPolicy::kAbort:
+      return "abort";
+    case StragglerPolicy::kCancel:
+      return "cancel";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(UnmovablePolicy policy) {
+  switch (policy) {
+    case UnmovablePolicy::kTerminate:
+      return "terminate";
+    case UnmovablePolicy::kAbort:
+      return "abort";
   }
   return "unknown";
 }
@@ -553,6 +761,14 @@ Config parse_config(std::string_view toml_text, std::string_view source_name) {
   if (const toml::table* table = top.read_table("log")) {
     TableReader reader(*table, "log", problems);
     read_log(reader, config.log);
+  }
+  if (const toml::table* table = top.read_table("replication")) {
+    TableReader reader(*table, "replication", problems);
+    read_replication(reader, config.replication);
+  }
+  if (const toml::table* table = top.read_table("switchover")) {
+    TableReader reader(*table, "switchover", problems);
+    read_switchover(reader, config.switchover);
   }
   problems.throw_first();
   return config;

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace pgflip::config {
 
@@ -73,6 +74,57 @@ struct LogSettings {
   std::string level = "info";
 };
 
+/// The [replication] table: the embedded replication manager (blue → green logical replication).
+/// The manager logs in with the admin_user/admin_password/admin_database of [blue] and [green].
+struct ReplicationSettings {
+  /// replication.databases: empty = every non-template database on blue.
+  std::vector<std::string> databases;
+  /// replication.blue_conninfo_for_green: how green's subscription reaches blue; empty = built
+  /// from [blue] host/port/admin_user/admin_password.
+  std::string blue_conninfo_for_green;
+  /// replication.name_prefix: lower-case letters, digits, '_'; starts with a letter; at most 20
+  /// chars.
+  std::string name_prefix = "pgflip";
+  /// replication.retained_wal_alarm_bytes (>= 0).
+  std::int64_t retained_wal_alarm_bytes = std::int64_t{1} << 30;
+  /// replication.pg_bin_dir: pg_dump, pg_dumpall, psql for schema/role copy (absolute path).
+  std::string pg_bin_dir = "/usr/lib/postgresql/15/bin";
+  /// replication.statement_timeout_ms.
+  std::chrono::milliseconds statement_timeout{60000};
+  /// replication.heartbeat_interval_ms: the daemon writes a heartbeat on blue this often once
+  /// replication is set up (lag in seconds); 0 = off.
+  std::chrono::milliseconds heartbeat_interval{1000};
+};
+
+/// What a switchover does with a blue transaction that is still open at the drain deadline.
+enum class StragglerPolicy { kAbort, kCancel };
+/// What a switchover does with sessions that cannot move (temp tables / WITH HOLD cursors).
+enum class UnmovablePolicy { kTerminate, kAbort };
+
+/// The [switchover] table: guardrails, deadlines and the durable decision.
+struct SwitchoverSettings {
+  /// switchover.state_file: durable record of the active environment (absolute path).
+  std::string state_file = "/var/lib/pgflip/state.json";
+  /// switchover.timeout_ms: the whole switchover before the commit point.
+  std::chrono::milliseconds timeout{30000};
+  /// switchover.drain_timeout_ms: parking (sessions reach a transaction boundary).
+  std::chrono::milliseconds drain_timeout{5000};
+  /// switchover.sentinel_timeout_ms: green applies everything up to the sentinel.
+  std::chrono::milliseconds sentinel_timeout{10000};
+  /// switchover.max_lag_bytes: guardrail.
+  std::int64_t max_lag_bytes = 64 * 1024 * 1024;
+  /// switchover.max_lag_ms: guardrail (heartbeat lag).
+  std::chrono::milliseconds max_lag{5000};
+  /// switchover.max_transaction_age_ms: guardrail, no blue transaction older than this.
+  std::chrono::milliseconds max_transaction_age{60000};
+  /// switchover.on_straggler = "abort" | "cancel".
+  StragglerPolicy on_straggler = StragglerPolicy::kAbort;
+  /// switchover.unmovable_sessions = "terminate" | "abort".
+  UnmovablePolicy unmovable_sessions = UnmovablePolicy::kTerminate;
+  /// switchover.terminate_blue_backends: the fence terminates other client backends on blue.
+  bool terminate_blue_backends = true;
+};
+
 /// A whole, validated configuration.
 struct Config {
   /// The file path (or source name) the configuration was read from.
@@ -83,6 +135,8 @@ struct Config {
   Endpoint blue;
   std::optional<Endpoint> green;
   LogSettings log;
+  ReplicationSettings replication;
+  SwitchoverSettings switchover;
 };
 
 /// A configuration that cannot be used. what() is "<file>:<line>:<col>: <key>: <reason>"; line and
@@ -101,5 +155,11 @@ class ConfigError : public std::runtime_error {
 
 /// "trust", "md5" or "scram-sha-256": the spelling used in the file.
 [[nodiscard]] std::string_view to_string(AuthMethod method);
+
+/// "abort" or "cancel": the spelling used in the file.
+[[nodiscard]] std::string_view to_string(StragglerPolicy policy);
+
+/// "terminate" or "abort": the spelling used in the file.
+[[nodiscard]] std::string_view to_string(UnmovablePolicy policy);
 
 }  // namespace pgflip::config

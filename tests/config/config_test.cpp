@@ -3,12 +3,14 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "config/config.hpp"
 
@@ -18,6 +20,10 @@ using pgflip::config::ConfigError;
 using pgflip::config::Endpoint;
 using pgflip::config::load_config_file;
 using pgflip::config::parse_config;
+using pgflip::config::ReplicationSettings;
+using pgflip::config::StragglerPolicy;
+using pgflip::config::SwitchoverSettings;
+using pgflip::config::UnmovablePolicy;
 
 namespace {
 
@@ -34,6 +40,33 @@ std::string error_of(std::string_view text) {
   }
   FAIL_CHECK("no ConfigError for:\n" << text);
   return {};
+}
+
+// Every field of [replication] equals the default-constructed one.
+void check_replication_defaults(const ReplicationSettings& replication) {
+  const ReplicationSettings defaults;
+  CHECK(replication.databases == defaults.databases);
+  CHECK(replication.blue_conninfo_for_green == defaults.blue_conninfo_for_green);
+  CHECK(replication.name_prefix == defaults.name_prefix);
+  CHECK(replication.retained_wal_alarm_bytes == defaults.retained_wal_alarm_bytes);
+  CHECK(replication.pg_bin_dir == defaults.pg_bin_dir);
+  CHECK(replication.statement_timeout == defaults.statement_timeout);
+  CHECK(replication.heartbeat_interval == defaults.heartbeat_interval);
+}
+
+// Every field of [switchover] equals the default-constructed one.
+void check_switchover_defaults(const SwitchoverSettings& switchover) {
+  const SwitchoverSettings defaults;
+  CHECK(switchover.state_file == defaults.state_file);
+  CHECK(switchover.timeout == defaults.timeout);
+  CHECK(switchover.drain_timeout == defaults.drain_timeout);
+  CHECK(switchover.sentinel_timeout == defaults.sentinel_timeout);
+  CHECK(switchover.max_lag_bytes == defaults.max_lag_bytes);
+  CHECK(switchover.max_lag == defaults.max_lag);
+  CHECK(switchover.max_transaction_age == defaults.max_transaction_age);
+  CHECK(switchover.on_straggler == defaults.on_straggler);
+  CHECK(switchover.unmovable_sessions == defaults.unmovable_sessions);
+  CHECK(switchover.terminate_blue_backends == defaults.terminate_blue_backends);
 }
 
 // A file in the temporary directory, removed again at the end of the test.
@@ -75,6 +108,23 @@ TEST_CASE("default-constructed settings match the documented defaults") {
   CHECK(config.blue.admin_database == "postgres");
   CHECK_FALSE(config.green.has_value());
   CHECK(config.log.level == "info");
+  CHECK(config.replication.databases.empty());
+  CHECK(config.replication.blue_conninfo_for_green.empty());
+  CHECK(config.replication.name_prefix == "pgflip");
+  CHECK(config.replication.retained_wal_alarm_bytes == 1073741824);
+  CHECK(config.replication.pg_bin_dir == "/usr/lib/postgresql/15/bin");
+  CHECK(config.replication.statement_timeout == std::chrono::milliseconds(60000));
+  CHECK(config.replication.heartbeat_interval == std::chrono::milliseconds(1000));
+  CHECK(config.switchover.state_file == "/var/lib/pgflip/state.json");
+  CHECK(config.switchover.timeout == std::chrono::milliseconds(30000));
+  CHECK(config.switchover.drain_timeout == std::chrono::milliseconds(5000));
+  CHECK(config.switchover.sentinel_timeout == std::chrono::milliseconds(10000));
+  CHECK(config.switchover.max_lag_bytes == 67108864);
+  CHECK(config.switchover.max_lag == std::chrono::milliseconds(5000));
+  CHECK(config.switchover.max_transaction_age == std::chrono::milliseconds(60000));
+  CHECK(config.switchover.on_straggler == StragglerPolicy::kAbort);
+  CHECK(config.switchover.unmovable_sessions == UnmovablePolicy::kTerminate);
+  CHECK(config.switchover.terminate_blue_backends);
 }
 
 TEST_CASE("a file with only blue.host gets every default") {
@@ -100,6 +150,8 @@ TEST_CASE("a file with only blue.host gets every default") {
   CHECK(config.admin.socket == defaults.admin.socket);
   CHECK(config.auth.method == AuthMethod::kTrust);
   CHECK(config.log.level == "info");
+  check_replication_defaults(config.replication);
+  check_switchover_defaults(config.switchover);
 }
 
 TEST_CASE("the example file parses and states the real defaults") {
@@ -130,6 +182,8 @@ TEST_CASE("the example file parses and states the real defaults") {
   CHECK(config.blue.admin_password == defaults.blue.admin_password);
   CHECK(config.blue.admin_database == defaults.blue.admin_database);
   CHECK(config.log.level == defaults.log.level);
+  check_replication_defaults(config.replication);
+  check_switchover_defaults(config.switchover);
 }
 
 TEST_CASE("every key is read") {
@@ -292,8 +346,12 @@ TEST_CASE("unknown keys are named in full, with a suggestion when one is close")
 TEST_CASE("unknown tables are named in full") {
   CHECK(error_of(std::string(kBlue) + "[serverr]\nlisten = \"*:1\"\n") ==
         "test.toml:3:2: serverr: unknown table 'serverr'; did you mean 'server'?");
-  CHECK(error_of(std::string(kBlue) + "[replication]\n") ==
-        "test.toml:3:2: replication: unknown table 'replication'");
+  CHECK(error_of(std::string(kBlue) + "[metrics]\n") ==
+        "test.toml:3:2: metrics: unknown table 'metrics'");
+  CHECK(error_of(std::string(kBlue) + "[replicaton]\n") ==
+        "test.toml:3:2: replicaton: unknown table 'replicaton'; did you mean 'replication'?");
+  CHECK(error_of(std::string(kBlue) + "[switchover.guardrails]\nmax_lag_ms = 1\n") ==
+        "test.toml:3:13: switchover.guardrails: unknown table 'switchover.guardrails'");
   CHECK(error_of(std::string(kBlue) + "[blue.tls]\nmode = \"require\"\n") ==
         "test.toml:3:7: blue.tls: unknown table 'blue.tls'");
 }
@@ -461,6 +519,250 @@ TEST_CASE("with several mistakes, the first one in the file is reported") {
   CHECK(error_of("[server]\nworkres = 1\n") ==
         "test.toml:2:1: server.workres: unknown key 'server.workres'; did you mean "
         "'server.workers'?");
+}
+
+TEST_CASE("empty [replication] and [switchover] tables keep the defaults") {
+  const Config config = parse(std::string(kBlue) + "[replication]\n[switchover]\n");
+  check_replication_defaults(config.replication);
+  check_switchover_defaults(config.switchover);
+  CHECK(
+      parse(std::string(kBlue) + "[replication]\ndatabases = []\n").replication.databases.empty());
+}
+
+TEST_CASE("every [replication] and [switchover] key is read") {
+  const Config config = parse(std::string(kBlue) + R"(
+[replication]
+databases = ["shop", "Billing", "a-b c"]
+blue_conninfo_for_green = "host=blue.internal port=5432 user=repl password=x dbname=shop"
+name_prefix = "flip_2"
+retained_wal_alarm_bytes = 0
+pg_bin_dir = "/usr/lib/postgresql/16/bin"
+statement_timeout_ms = 1
+heartbeat_interval_ms = 0
+[switchover]
+state_file = "/run/pgflip/state.json"
+timeout_ms = 86400000
+drain_timeout_ms = 2000
+sentinel_timeout_ms = 3000
+max_lag_bytes = 0
+max_lag_ms = 0
+max_transaction_age_ms = 4000
+on_straggler = "cancel"
+unmovable_sessions = "abort"
+terminate_blue_backends = false
+)");
+  const ReplicationSettings& replication = config.replication;
+  CHECK(replication.databases == std::vector<std::string>{"shop", "Billing", "a-b c"});
+  CHECK(replication.blue_conninfo_for_green ==
+        "host=blue.internal port=5432 user=repl password=x dbname=shop");
+  CHECK(replication.name_prefix == "flip_2");
+  CHECK(replication.retained_wal_alarm_bytes == 0);
+  CHECK(replication.pg_bin_dir == "/usr/lib/postgresql/16/bin");
+  CHECK(replication.statement_timeout == std::chrono::milliseconds(1));
+  CHECK(replication.heartbeat_interval == std::chrono::milliseconds(0));
+  const SwitchoverSettings& switchover = config.switchover;
+  CHECK(switchover.state_file == "/run/pgflip/state.json");
+  CHECK(switchover.timeout == std::chrono::milliseconds(86400000));
+  CHECK(switchover.drain_timeout == std::chrono::milliseconds(2000));
+  CHECK(switchover.sentinel_timeout == std::chrono::milliseconds(3000));
+  CHECK(switchover.max_lag_bytes == 0);
+  CHECK(switchover.max_lag == std::chrono::milliseconds(0));
+  CHECK(switchover.max_transaction_age == std::chrono::milliseconds(4000));
+  CHECK(switchover.on_straggler == StragglerPolicy::kCancel);
+  CHECK(switchover.unmovable_sessions == UnmovablePolicy::kAbort);
+  CHECK_FALSE(switchover.terminate_blue_backends);
+
+  // The other spellings, and the largest byte counts.
+  const Config other = parse(std::string(kBlue) + R"(
+[replication]
+retained_wal_alarm_bytes = 9223372036854775807
+[switchover]
+max_lag_bytes = 9223372036854775807
+on_straggler = "abort"
+unmovable_sessions = "terminate"
+terminate_blue_backends = true
+)");
+  CHECK(other.replication.retained_wal_alarm_bytes == INT64_MAX);
+  CHECK(other.switchover.max_lag_bytes == INT64_MAX);
+  CHECK(other.switchover.on_straggler == StragglerPolicy::kAbort);
+  CHECK(other.switchover.unmovable_sessions == UnmovablePolicy::kTerminate);
+  CHECK(other.switchover.terminate_blue_backends);
+}
+
+TEST_CASE("bad [replication] and [switchover] values name the key, line and column") {
+  struct Case {
+    std::string_view table;
+    std::string_view line;   // the fourth line of the file, after [blue] and the table header
+    std::string_view error;  // "<col>: <key>: <reason>"; empty = valid
+  };
+  const std::string long_db(64, 'd');
+  const std::string longest_db(63, 'd');
+  const std::string long_db_line = "databases = [\"" + long_db + "\"]";
+  const std::string longest_db_line = "databases = [\"" + longest_db + "\"]";
+  const std::string long_db_error = "14: replication.databases: item 1: '" + long_db +
+                                    "' is 64 bytes long; a PostgreSQL database name has at most 63";
+  const Case cases[] = {
+      // replication.databases
+      {"replication", "databases = \"shop\"",
+       "13: replication.databases: expected an array of strings, got string"},
+      {"replication", "databases = [\"shop\", 5]",
+       "22: replication.databases: item 2: expected a string, got integer"},
+      {"replication", "databases = [\"\"]", "14: replication.databases: item 1: must not be empty"},
+      {"replication", "databases = [\"a\", \"b\", \"a\"]",
+       "24: replication.databases: item 3: 'a' is listed twice (also item 1)"},
+      {"replication", "databases = [\"a\\u0000b\"]",
+       "14: replication.databases: item 1: must not contain a NUL character"},
+      {"replication", "databases = [[\"a\"]]",
+       "14: replication.databases: item 1: expected a string, got array"},
+      {"replication", long_db_line, long_db_error},
+      {"replication", longest_db_line, ""},
+      {"replication", "databases = [\"Shop\", \"shop\"]", ""},
+      // replication.blue_conninfo_for_green
+      {"replication", "blue_conninfo_for_green = 5",
+       "27: replication.blue_conninfo_for_green: expected a string, got integer"},
+      {"replication", "blue_conninfo_for_green = \"\"", ""},
+      // replication.name_prefix
+      {"replication", "name_prefix = \"\"", "15: replication.name_prefix: must not be empty"},
+      {"replication", "name_prefix = \"Pgflip\"",
+       "15: replication.name_prefix: 'Pgflip' must start with a lower-case letter (a-z)"},
+      {"replication", "name_prefix = \"_pgflip\"",
+       "15: replication.name_prefix: '_pgflip' must start with a lower-case letter (a-z)"},
+      {"replication", "name_prefix = \"9lives\"",
+       "15: replication.name_prefix: '9lives' must start with a lower-case letter (a-z)"},
+      {"replication", "name_prefix = \"pg-flip\"",
+       "15: replication.name_prefix: 'pg-flip' may contain only lower-case letters (a-z), digits "
+       "and '_'"},
+      {"replication", "name_prefix = \"pgFlip\"",
+       "15: replication.name_prefix: 'pgFlip' may contain only lower-case letters (a-z), digits "
+       "and '_'"},
+      {"replication", "name_prefix = \"abcdefghijklmnopqrstu\"",
+       "15: replication.name_prefix: 'abcdefghijklmnopqrstu' is 21 characters long; at most 20 "
+       "are allowed"},
+      {"replication", "name_prefix = \"abcdefghijklmnopqrst\"", ""},
+      {"replication", "name_prefix = \"p\"", ""},
+      // replication.retained_wal_alarm_bytes
+      {"replication", "retained_wal_alarm_bytes = -1",
+       "28: replication.retained_wal_alarm_bytes: must be at least 0, got -1"},
+      {"replication", "retained_wal_alarm_bytes = \"1GB\"",
+       "28: replication.retained_wal_alarm_bytes: expected an integer, got string"},
+      // replication.pg_bin_dir
+      {"replication", "pg_bin_dir = \"\"", "14: replication.pg_bin_dir: must not be empty"},
+      {"replication", "pg_bin_dir = \"bin\"",
+       "14: replication.pg_bin_dir: must be an absolute path (start with '/'), got 'bin'"},
+      {"replication", "pg_bin_dir = \"/usr/bin/\"", ""},
+      // replication timeouts
+      {"replication", "statement_timeout_ms = 0",
+       "24: replication.statement_timeout_ms: must be between 1 and 86400000, got 0"},
+      {"replication", "statement_timeout_ms = 86400001",
+       "24: replication.statement_timeout_ms: must be between 1 and 86400000, got 86400001"},
+      {"replication", "heartbeat_interval_ms = -1",
+       "25: replication.heartbeat_interval_ms: must be between 0 and 86400000, got -1"},
+      {"replication", "heartbeat_interval_ms = 86400001",
+       "25: replication.heartbeat_interval_ms: must be between 0 and 86400000, got 86400001"},
+      {"replication", "heartbeat_interval_ms = 1.5",
+       "25: replication.heartbeat_interval_ms: expected an integer, got floating-point number"},
+      // switchover.state_file
+      {"switchover", "state_file = \"\"", "14: switchover.state_file: must not be empty"},
+      {"switchover", "state_file = \"state.json\"",
+       "14: switchover.state_file: must be an absolute path (start with '/'), got 'state.json'"},
+      {"switchover", "state_file = \"/var/lib/pgflip/\"",
+       "14: switchover.state_file: '/var/lib/pgflip/' names a directory; give a file path"},
+      // switchover timeouts
+      {"switchover", "timeout_ms = 0",
+       "14: switchover.timeout_ms: must be between 1 and 86400000, got 0"},
+      {"switchover", "timeout_ms = 86400001",
+       "14: switchover.timeout_ms: must be between 1 and 86400000, got 86400001"},
+      {"switchover", "drain_timeout_ms = 0",
+       "20: switchover.drain_timeout_ms: must be between 1 and 86400000, got 0"},
+      {"switchover", "sentinel_timeout_ms = -1",
+       "23: switchover.sentinel_timeout_ms: must be between 1 and 86400000, got -1"},
+      {"switchover", "max_transaction_age_ms = 0",
+       "26: switchover.max_transaction_age_ms: must be between 1 and 86400000, got 0"},
+      {"switchover", "max_transaction_age_ms = 86400001",
+       "26: switchover.max_transaction_age_ms: must be between 1 and 86400000, got 86400001"},
+      {"switchover", "max_transaction_age_ms = 1", ""},
+      // switchover guardrails
+      {"switchover", "max_lag_bytes = -1",
+       "17: switchover.max_lag_bytes: must be at least 0, got -1"},
+      {"switchover", "max_lag_ms = -1",
+       "14: switchover.max_lag_ms: must be between 0 and 86400000, got -1"},
+      {"switchover", "max_lag_ms = 86400001",
+       "14: switchover.max_lag_ms: must be between 0 and 86400000, got 86400001"},
+      // switchover policies
+      {"switchover", "on_straggler = \"wait\"",
+       "16: switchover.on_straggler: must be one of 'abort', 'cancel', got 'wait'"},
+      {"switchover", "on_straggler = \"Abort\"",
+       "16: switchover.on_straggler: must be one of 'abort', 'cancel', got 'Abort'"},
+      {"switchover", "on_straggler = true",
+       "16: switchover.on_straggler: expected a string, got boolean"},
+      {"switchover", "unmovable_sessions = \"cancel\"",
+       "22: switchover.unmovable_sessions: must be one of 'terminate', 'abort', got 'cancel'"},
+      {"switchover", "terminate_blue_backends = \"yes\"",
+       "27: switchover.terminate_blue_backends: expected a boolean (true or false), got string"},
+      {"switchover", "terminate_blue_backends = 1",
+       "27: switchover.terminate_blue_backends: expected a boolean (true or false), got integer"},
+  };
+  for (const Case& c : cases) {
+    CAPTURE(c.line);
+    const std::string text =
+        std::string(kBlue) + "[" + std::string(c.table) + "]\n" + std::string(c.line) + "\n";
+    if (c.error.empty()) {
+      CHECK_NOTHROW((void)parse(text));
+    } else {
+      CHECK(error_of(text) == "test.toml:4:" + std::string(c.error));
+    }
+  }
+  // The table itself must be a table.
+  CHECK(error_of(std::string(kBlue) + "replication = true\n") ==
+        "test.toml:3:1: blue.replication: unknown key 'blue.replication'; did you mean "
+        "'replication'?");
+  CHECK(error_of("switchover = 5\n" + std::string(kBlue)) ==
+        "test.toml:1:14: switchover: expected a table, got integer");
+  // With several bad items, the first one in the file is reported.
+  CHECK(error_of(std::string(kBlue) + "[replication]\ndatabases = [\"a\", \"\", 7]\n") ==
+        "test.toml:4:19: replication.databases: item 2: must not be empty");
+}
+
+TEST_CASE("unknown keys in [replication] and [switchover] suggest the right one") {
+  CHECK(error_of(std::string(kBlue) + "[replication]\ndatabase = [\"shop\"]\n") ==
+        "test.toml:4:1: replication.database: unknown key 'replication.database'; did you mean "
+        "'replication.databases'?");
+  CHECK(error_of(std::string(kBlue) + "[replication]\nname_prefx = \"x\"\n") ==
+        "test.toml:4:1: replication.name_prefx: unknown key 'replication.name_prefx'; did you "
+        "mean 'replication.name_prefix'?");
+  CHECK(error_of(std::string(kBlue) + "[replication]\nheartbeat_interval = 1000\n") ==
+        "test.toml:4:1: replication.heartbeat_interval: unknown key "
+        "'replication.heartbeat_interval'");
+  CHECK(error_of(std::string(kBlue) + "[switchover]\ntimeuot_ms = 1\n") ==
+        "test.toml:4:1: switchover.timeuot_ms: unknown key 'switchover.timeuot_ms'; did you mean "
+        "'switchover.timeout_ms'?");
+  CHECK(error_of(std::string(kBlue) + "[switchover]\nmax_lag_byte = 1\n") ==
+        "test.toml:4:1: switchover.max_lag_byte: unknown key 'switchover.max_lag_byte'; did you "
+        "mean 'switchover.max_lag_bytes'?");
+  CHECK(error_of(std::string(kBlue) + "[switchover]\non_stragler = \"abort\"\n") ==
+        "test.toml:4:1: switchover.on_stragler: unknown key 'switchover.on_stragler'; did you "
+        "mean 'switchover.on_straggler'?");
+  // The right name in the wrong table points at the right table.
+  CHECK(error_of(std::string(kBlue) + "[switchover]\nstatement_timeout_ms = 1\n") ==
+        "test.toml:4:1: switchover.statement_timeout_ms: unknown key "
+        "'switchover.statement_timeout_ms'; did you mean 'replication.statement_timeout_ms'?");
+  CHECK(error_of(std::string(kBlue) + "[replication]\nstate_file = \"/x\"\n") ==
+        "test.toml:4:1: replication.state_file: unknown key 'replication.state_file'; did you "
+        "mean 'switchover.state_file'?");
+  CHECK(error_of(std::string(kBlue) + "[server]\nmax_lag_ms = 1\n") ==
+        "test.toml:4:1: server.max_lag_ms: unknown key 'server.max_lag_ms'; did you mean "
+        "'switchover.max_lag_ms'?");
+  // The admin login lives in [blue]/[green], not here.
+  CHECK(error_of(std::string(kBlue) + "[replication]\nadmin_user = \"postgres\"\n") ==
+        "test.toml:4:1: replication.admin_user: unknown key 'replication.admin_user'; did you "
+        "mean 'blue.admin_user' or 'green.admin_user'?");
+}
+
+TEST_CASE("switchover policies print as they are spelt in the file") {
+  CHECK(pgflip::config::to_string(StragglerPolicy::kAbort) == "abort");
+  CHECK(pgflip::config::to_string(StragglerPolicy::kCancel) == "cancel");
+  CHECK(pgflip::config::to_string(UnmovablePolicy::kTerminate) == "terminate");
+  CHECK(pgflip::config::to_string(UnmovablePolicy::kAbort) == "abort");
 }
 
 TEST_CASE("load_config_file reads a file and names it in errors") {
