@@ -7,7 +7,9 @@
 #include <thread>
 #include <vector>
 
+#include "proxy/admin_server.hpp"
 #include "proxy/asio.hpp"
+#include "proxy/control_plane.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/session.hpp"
 
@@ -31,9 +33,12 @@ struct Daemon::Impl {
   tcp::acceptor acceptor{control};
   std::size_t next_worker = 0;
   bool stopping = false;
+  std::unique_ptr<ControlPlane> control_plane;
+  std::unique_ptr<AdminServer> admin;
 
   explicit Impl(std::shared_ptr<const config::Config> config) {
     context.config = std::move(config);
+    control_plane = std::make_unique<ControlPlane>(context);
   }
 
   void listen() {
@@ -101,6 +106,7 @@ struct Daemon::Impl {
     stopping = true;
     error_code ignored;
     acceptor.close(ignored);
+    if (admin) admin->stop();
     context.sessions.for_each([](const std::shared_ptr<Session>& s) { s->request_shutdown(); });
     const auto deadline = Clock::now() + context.config->server.shutdown_timeout;
     asio::steady_timer timer(control);
@@ -138,6 +144,15 @@ int Daemon::run() {
   } catch (const std::exception& e) {
     spdlog::critical("cannot listen on {}:{}: {}", impl_->context.config->server.listen_host,
                      impl_->context.config->server.listen_port, e.what());
+    return 1;
+  }
+  try {
+    impl_->admin =
+        std::make_unique<AdminServer>(impl_->control, impl_->context.config->admin.socket);
+    impl_->control_plane->register_commands(*impl_->admin);
+    impl_->admin->start();
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
     return 1;
   }
   for (auto& worker : impl_->workers) {

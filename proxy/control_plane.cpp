@@ -1,0 +1,164 @@
+// The control plane: admin commands, the replication manager, and (later) the switchover.
+#include "proxy/control_plane.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "replication/error.hpp"
+#include "replication/manager.hpp"
+
+namespace pgflip::proxy {
+
+namespace json = boost::json;
+
+namespace {
+
+bool flag(const json::object& args, std::string_view name) {
+  const json::value* value = args.if_contains(name);
+  return value && value->is_bool() && value->as_bool();
+}
+
+replication::ServerLogin admin_login(const config::Endpoint& endpoint) {
+  replication::ServerLogin login;
+  login.host = endpoint.host;
+  login.port = endpoint.port;
+  login.user = endpoint.admin_user;
+  login.password = endpoint.admin_password;
+  login.maintenance_db = endpoint.admin_database;
+  return login;
+}
+
+AdminReply replication_failure(const replication::ReplicationError& error) {
+  json::object detail{{"database", error.database()},
+                      {"step", error.step()},
+                      {"sqlstate", error.sqlstate()},
+                      {"detail", error.detail()}};
+  std::string text = error.what();
+  if (!error.detail().empty()) text += "\n" + error.detail();
+  return AdminReply::failure("replication", error.what(), std::move(detail), std::move(text));
+}
+
+/// Runs a replication-manager call, turning its errors into admin replies.
+template <class Body>
+AdminReply guarded(Body&& body) {
+  try {
+    return body();
+  } catch (const replication::ReplicationError& error) {
+    return replication_failure(error);
+  }
+}
+
+}  // namespace
+
+ControlPlane::ControlPlane(ProxyContext& context) : context_(context) {}
+
+replication::Settings ControlPlane::replication_settings(const config::Config& config) {
+  replication::Settings settings;
+  settings.blue = admin_login(config.blue);
+  if (config.green) settings.green = admin_login(*config.green);
+  const auto& r = config.replication;
+  settings.databases = r.databases;
+  settings.blue_conninfo_for_green = r.blue_conninfo_for_green;
+  settings.name_prefix = r.name_prefix;
+  settings.retained_wal_alarm_bytes = r.retained_wal_alarm_bytes;
+  settings.pg_bin_dir = r.pg_bin_dir;
+  settings.statement_timeout = r.statement_timeout;
+  settings.connect_timeout = config.server.connect_timeout;
+  return settings;
+}
+
+void ControlPlane::register_commands(AdminServer& admin) {
+  admin.add("status", "pgflip's state: active environment, sessions",
+            [this](const AdminRequest& r, const AdminEmit&) { return status(r); });
+  admin.add("replication precheck", "check blue and green for logical replication (PASS/WARN/FAIL)",
+            [this](const AdminRequest& r, const AdminEmit&) { return replication_precheck(r); });
+  admin.add(
+      "replication init",
+      "set up blue -> green replication (args: copy_schema, copy_roles) and wait for the copy",
+      [this](const AdminRequest& r, const AdminEmit& emit) { return replication_init(r, emit); });
+  admin.add("replication status", "lag, retained WAL, table states, DDL, errors per database",
+            [this](const AdminRequest& r, const AdminEmit&) { return replication_status(r); });
+  admin.add("replication cleanup", "drop every replication object pgflip created (idempotent)",
+            [this](const AdminRequest& r, const AdminEmit&) { return replication_cleanup(r); });
+}
+
+AdminReply ControlPlane::status(const AdminRequest&) {
+  const auto& config = *context_.config;
+  const double uptime =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  const std::size_t sessions = context_.sessions.size();
+  json::object result{{"version", PGFLIP_VERSION},
+                      {"active", "blue"},
+                      {"blue", config.blue.address()},
+                      {"green", config.green ? json::value(config.green->address()) : nullptr},
+                      {"sessions", sessions},
+                      {"uptime_seconds", uptime}};
+  std::string text = "pgflip " + std::string(PGFLIP_VERSION) + "\n";
+  text += "active environment: blue (" + config.blue.address() + ")\n";
+  text +=
+      "green:              " + (config.green ? config.green->address() : std::string("(none)")) +
+      "\n";
+  text += "client sessions:    " + std::to_string(sessions) + "\n";
+  text += "uptime:             " + std::to_string(static_cast<long long>(uptime)) + " s\n";
+  return AdminReply::success(std::move(result), std::move(text));
+}
+
+AdminReply ControlPlane::replication_precheck(const AdminRequest& request) {
+  if (!context_.config->green) return AdminReply::failure("config", "no [green] is configured");
+  return guarded([&] {
+    replication::Manager manager(replication_settings(*context_.config));
+    replication::PrecheckOptions options;
+    options.schema_copy_planned = flag(request.args, "copy_schema");
+    options.role_copy_planned = flag(request.args, "copy_roles");
+    const auto report = manager.precheck(options);
+    if (report.has_failures()) {
+      return AdminReply::failure(
+          "precheck",
+          std::to_string(report.count(replication::CheckLevel::kFail)) + " check(s) failed",
+          report.to_json(), report.to_table());
+    }
+    return AdminReply::success(report.to_json(), report.to_table());
+  });
+}
+
+AdminReply ControlPlane::replication_init(const AdminRequest& request, const AdminEmit& emit) {
+  if (!context_.config->green) return AdminReply::failure("config", "no [green] is configured");
+  std::unique_lock lock(long_operation_, std::try_to_lock);
+  if (!lock) return AdminReply::failure("busy", "another long admin operation is running");
+  return guarded([&] {
+    replication::Manager manager(replication_settings(*context_.config));
+    replication::InitOptions options;
+    options.copy_schema = flag(request.args, "copy_schema");
+    options.copy_roles = flag(request.args, "copy_roles");
+    options.on_progress = [&](const replication::InitProgress& p) {
+      char line[200];
+      std::snprintf(line, sizeof line, "copying: %d/%d tables, %s of %s, %.1f s", p.tables_done,
+                    p.tables_total, replication::format_bytes(p.bytes_copied).c_str(),
+                    replication::format_bytes(p.bytes_total).c_str(), p.elapsed_seconds);
+      emit("progress", line, p.to_json());
+    };
+    const auto report = manager.init(options);
+    return AdminReply::success(report.to_json(), report.to_table());
+  });
+}
+
+AdminReply ControlPlane::replication_status(const AdminRequest&) {
+  if (!context_.config->green) return AdminReply::failure("config", "no [green] is configured");
+  return guarded([&] {
+    replication::Manager manager(replication_settings(*context_.config));
+    const auto report = manager.status();
+    return AdminReply::success(report.to_json(), report.to_table());
+  });
+}
+
+AdminReply ControlPlane::replication_cleanup(const AdminRequest&) {
+  if (!context_.config->green) return AdminReply::failure("config", "no [green] is configured");
+  std::unique_lock lock(long_operation_, std::try_to_lock);
+  if (!lock) return AdminReply::failure("busy", "another long admin operation is running");
+  return guarded([&] {
+    replication::Manager manager(replication_settings(*context_.config));
+    const auto report = manager.cleanup();
+    return AdminReply::success(report.to_json(), report.to_table());
+  });
+}
+
+}  // namespace pgflip::proxy

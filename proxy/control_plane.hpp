@@ -1,0 +1,37 @@
+// The control plane: admin commands, the replication manager, and (later) the switchover.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+
+#include "proxy/admin_server.hpp"
+#include "proxy/proxy_context.hpp"
+#include "replication/settings.hpp"
+
+namespace pgflip::proxy {
+
+class ControlPlane {
+ public:
+  explicit ControlPlane(ProxyContext& context);
+
+  /// Registers every admin command on `admin`.
+  void register_commands(AdminServer& admin);
+
+  /// The replication manager's settings, mapped from [blue]/[green] admin logins and [replication].
+  [[nodiscard]] static replication::Settings replication_settings(const config::Config& config);
+
+ private:
+  AdminReply status(const AdminRequest& request);
+  AdminReply replication_precheck(const AdminRequest& request);
+  AdminReply replication_init(const AdminRequest& request, const AdminEmit& emit);
+  AdminReply replication_status(const AdminRequest& request);
+  AdminReply replication_cleanup(const AdminRequest& request);
+
+  ProxyContext& context_;
+  const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  /// Long operations (init, cleanup, switchover) change the servers: one at a time.
+  std::timed_mutex long_operation_;
+};
+
+}  // namespace pgflip::proxy
