@@ -1,5 +1,6 @@
-# Generates saslprep_tables.inc (RFC 3454 tables and NFKC data) from Python's stringprep and unicodedata.
-"""Run: python3 protocol/gen_saslprep_tables.py > protocol/saslprep_tables.inc
+# Generates saslprep_tables.inc (RFC 3454 tables, NFKC data) from Python's stringprep/unicodedata.
+"""Run: python3 protocol/gen_saslprep_tables.py > protocol/saslprep_tables.inc &&
+     clang-format -i protocol/saslprep_tables.inc
 
 The RFC 3454 tables (A.1, B.1, C.*, D.*) come from Python's stringprep module, which
 implements them for Unicode 3.2 exactly as the RFC lists them. The NFKC data (full

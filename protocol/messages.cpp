@@ -293,9 +293,9 @@ std::variant<Variant, DecodeError> parse_as(std::string_view body, std::string_v
   return Variant{std::move(message)};
 }
 
-template <class Variant, class Parse>
+template <class Variant, class ParseBody>
 DecodeResult<Variant> decode_typed(std::string_view buf, std::size_t max_message_size,
-                                   Parse&& parse) {
+                                   ParseBody&& parse) {
   auto header = decode_header(buf, max_message_size);
   if (auto* error = std::get_if<DecodeError>(&header)) return std::move(*error);
   if (std::holds_alternative<NeedMoreData>(header)) return NeedMoreData{};

@@ -1,5 +1,6 @@
-// Every typed frontend and backend message of protocol 3.0 as a plain struct, with decoders
-// and encoders. Formats: https://www.postgresql.org/docs/current/protocol-message-formats.html
+// Protocol 3.0 frontend and backend messages as plain structs, with their decoders and encoders.
+//
+// Formats: https://www.postgresql.org/docs/current/protocol-message-formats.html
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,5 @@
-// SCRAM-SHA-256 (RFC 5802, RFC 7677) client and server as PostgreSQL uses them, plus the
-// base64 and key derivation helpers they share.
+// SCRAM-SHA-256 (RFC 5802/7677) client and server as PostgreSQL uses them, and their helpers.
+//
 // https://www.postgresql.org/docs/current/sasl-authentication.html
 #pragma once
 

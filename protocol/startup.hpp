@@ -1,5 +1,4 @@
-// The untyped packets a client sends before the typed message stream: StartupMessage,
-// SSLRequest, GSSENCRequest and CancelRequest.
+// Untyped start-up packets: StartupMessage, SSLRequest, GSSENCRequest and CancelRequest.
 #pragma once
 
 #include <cstddef>

@@ -49,9 +49,8 @@ TEST_CASE("decode_header enforces the maximum body size") {
     REQUIRE(error(result) != nullptr);
     CHECK(error(result)->code == ErrorCode::kMessageTooLarge);
   }
-  CHECK(decoded(decode_header(std::string("d") +
-                              be32(static_cast<std::uint32_t>(kDefaultMaxMessageSize + 4)))) !=
-        nullptr);
+  CHECK(decoded(decode_header(std::string("d") + be32(static_cast<std::uint32_t>(
+                                                     kDefaultMaxMessageSize + 4)))) != nullptr);
 }
 
 TEST_CASE("error details name the type byte readably") {

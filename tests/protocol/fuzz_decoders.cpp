@@ -1,4 +1,4 @@
-// libFuzzer target (PGFLIP_FUZZ=ON, clang): every protocol decoder and SCRAM parser on arbitrary bytes.
+// libFuzzer target (PGFLIP_FUZZ=ON, clang): protocol decoders and SCRAM parsers on any bytes.
 #include <cstddef>
 #include <cstdint>
 #include <string_view>

@@ -182,7 +182,8 @@ TEST_CASE("known bytes") {
 }
 
 TEST_CASE("decoding known server bytes") {
-  const std::string error = frame('E', z("SERROR\0VERROR\0C23505\0Mduplicate key\0Dkey (id)=(1)\0\0"));
+  const std::string error =
+      frame('E', z("SERROR\0VERROR\0C23505\0Mduplicate key\0Dkey (id)=(1)\0\0"));
   const auto result = decode_backend(error);
   REQUIRE(decoded(result) != nullptr);
   const auto* e = std::get_if<ErrorResponse>(&decoded(result)->message);
@@ -255,8 +256,8 @@ TEST_CASE("malformed frontend bodies") {
       {"Bind portal without NUL", 'B', "portal"},
       {"Bind negative parameter length", 'B',
        z("\0\0") + be16(0) + be16(1) + be32(static_cast<std::uint32_t>(-2)) + be16(0)},
-      {"Bind parameter longer than body", 'B', z("\0\0") + be16(0) + be16(1) + be32(50) + "ab" +
-                                                   be16(0)},
+      {"Bind parameter longer than body", 'B',
+       z("\0\0") + be16(0) + be16(1) + be32(50) + "ab" + be16(0)},
       {"Bind format count neither 0, 1 nor N", 'B',
        z("\0\0") + be16(2) + be16(0) + be16(0) + be16(3) + be32(0) + be32(0) + be32(0) + be16(0)},
       {"Bind count larger than body", 'B', z("\0\0") + be16(0xffff) + be16(0)},
@@ -407,9 +408,9 @@ TEST_CASE("SASL and password bodies") {
     CHECK_FALSE(parse_sasl_initial_response("SCRAM-SHA-256").has_value());
     CHECK_FALSE(parse_sasl_initial_response(z("SCRAM-SHA-256\0") + be32(5) + "abc").has_value());
     CHECK_FALSE(parse_sasl_initial_response(z("SCRAM-SHA-256\0") + be32(3) + "abcd").has_value());
-    CHECK_FALSE(parse_sasl_initial_response(z("SCRAM-SHA-256\0") +
-                                            be32(static_cast<std::uint32_t>(-2)))
-                    .has_value());
+    CHECK_FALSE(
+        parse_sasl_initial_response(z("SCRAM-SHA-256\0") + be32(static_cast<std::uint32_t>(-2)))
+            .has_value());
     CHECK_FALSE(parse_sasl_initial_response(z("\0") + be32(0)).has_value());
   }
   SUBCASE("SASLResponse") {

@@ -77,7 +77,8 @@ TEST_CASE("200k random and mutated buffers through every decoder") {
         const std::size_t body = rng() % 48;
         buf.push_back(types[rng() % types.size()]);
         buf += be32(static_cast<std::uint32_t>(body + 4 + (rng() % 8 == 0 ? rng() % 5 : 0)));
-        for (std::size_t k = 0; k < body; ++k) buf.push_back(static_cast<char>(rng() % 4 == 0 ? 0 : rng()));
+        for (std::size_t k = 0; k < body; ++k)
+          buf.push_back(static_cast<char>(rng() % 4 == 0 ? 0 : rng()));
         break;
       }
       default: {  // a valid message with a few bytes changed, cut or added
@@ -111,8 +112,8 @@ TEST_CASE("200k random and mutated buffers through every decoder") {
     const auto startup = decode_startup(view);
     const auto frontend = decode_frontend(view, 1 << 16);
     const auto backend = decode_backend(view, 1 << 16);
-    insane += !sane(header, view) + !sane(startup, view) + !sane(frontend, view) +
-              !sane(backend, view);
+    insane +=
+        !sane(header, view) + !sane(startup, view) + !sane(frontend, view) + !sane(backend, view);
     ++outcomes[frontend.index()];
     ++outcomes[backend.index()];
 

@@ -1,4 +1,4 @@
-// Tests for SCRAM-SHA-256: RFC 7677 known answers, client/server exchanges, channel binding, pass-through.
+// Tests for SCRAM-SHA-256: RFC 7677 vectors, exchanges, channel binding, pass-through.
 #include <doctest/doctest.h>
 
 #include "protocol/scram.hpp"
@@ -65,8 +65,13 @@ Exchange run(ScramSha256Client& client, ScramSha256Server& server) {
 
 TEST_CASE("base64 (RFC 4648 vectors)") {
   const std::pair<std::string_view, std::string_view> vectors[] = {
-      {"", ""},          {"f", "Zg=="},         {"fo", "Zm8="},       {"foo", "Zm9v"},
-      {"foob", "Zm9vYg=="}, {"fooba", "Zm9vYmE="}, {"foobar", "Zm9vYmFy"},
+      {"", ""},
+      {"f", "Zg=="},
+      {"fo", "Zm8="},
+      {"foo", "Zm9v"},
+      {"foob", "Zm9vYg=="},
+      {"fooba", "Zm9vYmE="},
+      {"foobar", "Zm9vYmFy"},
   };
   for (const auto& [plain, encoded] : vectors) {
     CHECK(base64_encode(plain) == encoded);
@@ -74,8 +79,8 @@ TEST_CASE("base64 (RFC 4648 vectors)") {
   }
   CHECK(base64_decode(std::string_view("\xff\x00", 2)) == std::nullopt);
   CHECK(base64_encode(std::string("\xff\x00\x7f", 3)) == "/wB/");
-  for (const std::string_view bad : {"Zg=", "Zg", "Zg=a", "Z===", "====", " Zg==", "Zg==\n",
-                                     "Zm$v", "Zm9v=", "=m9v"}) {
+  for (const std::string_view bad :
+       {"Zg=", "Zg", "Zg=a", "Z===", "====", " Zg==", "Zg==\n", "Zm$v", "Zm9v=", "=m9v"}) {
     CAPTURE(bad);
     CHECK_FALSE(base64_decode(bad).has_value());
   }
@@ -232,15 +237,19 @@ TEST_CASE("server rejects malformed or unsupported client messages") {
     return std::holds_alternative<ScramError>(result);
   };
   CHECK_FALSE(final_error(kRfcClientFinal));
-  CHECK(final_error("c=biws,r=rOprNGfwEbeRWgbNEkqO,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
-  CHECK(final_error("c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-                    "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));  // "y,," not what was sent
+  CHECK(
+      final_error("c=biws,r=rOprNGfwEbeRWgbNEkqO,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
+  CHECK(
+      final_error("c=eSws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                  "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));  // "y,," not what was sent
   CHECK(final_error("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0"));
   CHECK(final_error("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=AAAA"));
-  CHECK(final_error("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-                    "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=,x=1"));
-  CHECK(final_error("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
-                    "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
+  CHECK(
+      final_error("c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                  "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=,x=1"));
+  CHECK(
+      final_error("r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,"
+                  "p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="));
   CHECK(final_error(""));
 
   ScramSha256Server server(rfc_secret());
@@ -261,8 +270,8 @@ TEST_CASE("channel binding") {
     CHECK(client.client_first_message().starts_with("p=tls-server-end-point,,n=,r="));
     const Exchange e = run(client, server);
     const std::string& final_message = ok(e.client_final);
-    CHECK(final_message.starts_with("c=" + base64_encode("p=tls-server-end-point,," + hash) +
-                                    ",r="));
+    CHECK(
+        final_message.starts_with("c=" + base64_encode("p=tls-server-end-point,," + hash) + ",r="));
     CHECK(std::holds_alternative<std::string>(e.server_final));
     CHECK_FALSE(e.client_verdict.has_value());
   }
@@ -355,11 +364,13 @@ TEST_CASE("stored secrets") {
            "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
            "SCRAM-SHA-256$4096:$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
            "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
-           "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY:"
+           "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
+           "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY:"
            "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
            "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$Zm9v:"
            "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=",
-           "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=",
+           "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
+           "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=",
        }) {
     CAPTURE(bad);
     CHECK_FALSE(parse_scram_secret(bad).has_value());

@@ -1,4 +1,4 @@
-// Tests for the untyped startup-phase packets: StartupMessage, SSLRequest, GSSENCRequest, CancelRequest.
+// Tests for the untyped packets: StartupMessage, SSLRequest, GSSENCRequest, CancelRequest.
 #include <doctest/doctest.h>
 
 #include "protocol/startup.hpp"
@@ -32,15 +32,15 @@ TEST_CASE("known bytes of the fixed-size packets") {
   CHECK(encoded(SSLRequest{}) == bytes({0x00, 0x00, 0x00, 0x08, 0x04, 0xd2, 0x16, 0x2f}));
   CHECK(encoded(GSSENCRequest{}) == bytes({0x00, 0x00, 0x00, 0x08, 0x04, 0xd2, 0x16, 0x30}));
   CHECK(encoded(CancelRequest{1234, 5678}) ==
-        bytes({0x00, 0x00, 0x00, 0x10, 0x04, 0xd2, 0x16, 0x2e, 0x00, 0x00, 0x04, 0xd2, 0x00,
-               0x00, 0x16, 0x2e}));
+        bytes({0x00, 0x00, 0x00, 0x10, 0x04, 0xd2, 0x16, 0x2e, 0x00, 0x00, 0x04, 0xd2, 0x00, 0x00,
+               0x16, 0x2e}));
 }
 
 TEST_CASE("known bytes of a StartupMessage") {
   StartupMessage startup;
   startup.parameters = {{"user", "alice"}, {"database", "shop"}};
-  const std::string expected =
-      bytes({0x00, 0x00, 0x00, 0x22, 0x00, 0x03, 0x00, 0x00}) + z("user\0alice\0database\0shop\0\0");
+  const std::string expected = bytes({0x00, 0x00, 0x00, 0x22, 0x00, 0x03, 0x00, 0x00}) +
+                               z("user\0alice\0database\0shop\0\0");
   CHECK(encoded(startup) == expected);
 
   const auto result = decode_startup(expected);
@@ -157,8 +157,7 @@ TEST_CASE("malformed parameter lists") {
     CHECK(startup_error(packet(v3 + z("user\0alice\0"))).code == ErrorCode::kMalformed);
   }
   SUBCASE("name without value") {
-    CHECK(startup_error(packet(v3 + z("user\0alice\0database\0"))).code ==
-          ErrorCode::kMalformed);
+    CHECK(startup_error(packet(v3 + z("user\0alice\0database\0"))).code == ErrorCode::kMalformed);
     CHECK(startup_error(packet(v3 + z("user\0alice\0database"))).code == ErrorCode::kMalformed);
   }
   SUBCASE("empty name before the end") {
