@@ -1,0 +1,148 @@
+// The replication manager: precheck, init, status, fence, sentinel, sequences, cleanup (libpq).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "replication/error.hpp"
+#include "replication/names.hpp"
+#include "replication/pg.hpp"
+#include "replication/reports.hpp"
+#include "replication/settings.hpp"
+
+namespace pgflip::replication {
+
+struct PrecheckOptions {
+  /// init will copy the schema: tables, extensions missing on an empty green database are
+  /// expected, not failures.
+  bool schema_copy_planned = false;
+  /// init will copy the roles: roles missing on green are expected.
+  bool role_copy_planned = false;
+};
+
+using ProgressCallback = std::function<void(const InitProgress&)>;
+
+struct InitOptions {
+  bool copy_schema = false;  // pg_dump --schema-only from blue | psql into green
+  bool copy_roles = false;   // pg_dumpall --roles-only, filtered, into green (password secrets)
+  /// pg_dump --no-owner --no-privileges (when green's roles differ on purpose).
+  bool schema_no_owner = false;
+  /// Run precheck first and refuse (ReplicationError, step "precheck") on any FAIL.
+  bool require_clean_precheck = true;
+  /// Wait until every table is ready; false returns right after CREATE SUBSCRIPTION.
+  bool wait_for_sync = true;
+  std::chrono::milliseconds sync_timeout{30 * 60'000};
+  std::chrono::milliseconds progress_interval{500};
+  /// Stop waiting (ReplicationError) when green counts a new apply or sync error; the cause
+  /// is in green's server log. false keeps waiting until sync_timeout.
+  bool fail_on_sync_error = true;
+  ProgressCallback on_progress;
+};
+
+struct StatusOptions {
+  bool write_heartbeat = true;  // write a heartbeat first, so lag_seconds is fresh
+  int ddl_entries = 10;         // newest DDL log entries listed per database
+};
+
+struct FenceOptions {
+  /// Terminate every other client backend on blue (walsenders and pgflip's own sessions,
+  /// those whose application_name starts with Settings::application_name, are kept).
+  bool terminate_backends = true;
+  std::vector<int> keep_pids;  // further backends to keep (e.g. the proxy's parked sessions)
+  std::string label;           // stored in the fence record (e.g. the switchover id)
+  std::chrono::milliseconds timeout{10'000};
+};
+
+struct CleanupOptions {
+  /// How long to wait for a walsender to release a slot before terminating it.
+  std::chrono::milliseconds slot_release_timeout{10'000};
+};
+
+/// One manager per pair of environments. Every call opens its own connections and closes
+/// them before returning; calls are synchronous and bounded by statement_timeout, the
+/// connect timeout and their own deadlines. Not thread-safe: call from one thread at a time.
+class Manager {
+ public:
+  /// Throws ReplicationError(kState) on an invalid name prefix or an empty application_name.
+  explicit Manager(Settings settings);
+
+  [[nodiscard]] const Settings& settings() const noexcept { return settings_; }
+  [[nodiscard]] const ObjectNames& names() const noexcept { return names_; }
+
+  /// The configured databases, or every non-template database on blue that allows
+  /// connections, in name order.
+  [[nodiscard]] std::vector<std::string> databases() const;
+
+  /// PASS/WARN/FAIL rows for the cluster and each database; changes nothing.
+  [[nodiscard]] PrecheckReport precheck(const PrecheckOptions& options = {}) const;
+
+  /// Roles, schema, pgflip objects, publication, DDL trigger, subscription; waits for the
+  /// initial copy. Idempotent: re-running after a failure or a crash resumes.
+  [[nodiscard]] InitReport init(const InitOptions& options = {});
+
+  /// Lag, slot, table states, DDL since init, errors, alarms; writes a heartbeat first.
+  [[nodiscard]] StatusReport status(const StatusOptions& options = {});
+
+  /// Writes one heartbeat row per database on blue (and prunes rows older than 10 minutes).
+  [[nodiscard]] HeartbeatResult heartbeat();
+
+  /// Fences blue: records the fence, ALTER SYSTEM SET default_transaction_read_only = on,
+  /// reload (waits until applied), terminates other client backends. Idempotent.
+  [[nodiscard]] FenceResult fence(const FenceOptions& options = {});
+  /// Restores the setting the fence replaced and removes the record. A no-op (kNotFenced)
+  /// without pgflip's record, so it is idempotent and safe after a restart.
+  [[nodiscard]] FenceResult unfence(std::chrono::milliseconds timeout = std::chrono::seconds(10));
+  [[nodiscard]] FenceState fence_state() const;
+
+  /// Writes a sentinel row labelled `label` into every database on blue, then polls green
+  /// every `poll_interval` until each one shows it. Throws ReplicationError(kTimeout).
+  [[nodiscard]] SentinelResult write_sentinel_and_wait(
+      std::string_view label, std::chrono::milliseconds timeout,
+      std::chrono::milliseconds poll_interval = std::chrono::milliseconds(5));
+
+  /// Reads every sequence of every database on blue (from the sequence relations: exact
+  /// last_value and is_called) and sets them on green in one statement per database.
+  [[nodiscard]] SequenceCopyResult copy_sequences();
+
+  /// Drops subscriptions (green), slots, event triggers, publications (blue) and pgflip's
+  /// tables and schema (both) for every database of databases() plus any database where
+  /// an object with pgflip's names is found. Keeps the fence record while blue is fenced.
+  /// Idempotent; works after a crash at any point of init.
+  [[nodiscard]] CleanupReport cleanup(const CleanupOptions& options = {});
+
+ private:
+  enum class Side { kBlue, kGreen };
+  struct DatabaseInfo {
+    std::string name;
+    std::uint32_t blue_oid = 0;
+    std::string subscription;  // == slot name
+  };
+
+  [[nodiscard]] PgConnection connect(Side side, const std::string& database,
+                                     std::string_view step) const;
+  [[nodiscard]] PgConnection connect_maintenance(Side side, std::string_view step) const;
+  [[nodiscard]] std::vector<DatabaseInfo> database_infos(PgConnection& blue_maintenance) const;
+  [[nodiscard]] bool green_database_exists(PgConnection& green_maintenance,
+                                           const std::string& database) const;
+  [[nodiscard]] std::string blue_conninfo_for_green(const std::string& database) const;
+
+  void copy_roles(InitReport& report);
+  void init_database(const DatabaseInfo& db, const InitOptions& options, InitReport& report);
+  void copy_schema(const DatabaseInfo& db, const InitOptions& options, InitReport& report);
+  void wait_for_sync(const std::vector<DatabaseInfo>& dbs, const InitOptions& options,
+                     InitReport& report);
+  [[nodiscard]] DatabaseStatus database_status(const DatabaseInfo& db,
+                                               const StatusOptions& options);
+  void cleanup_database(const std::string& database, const std::vector<std::string>& slots,
+                        const CleanupOptions& options, CleanupReport& report);
+
+  Settings settings_;
+  ObjectNames names_;
+  ConnectOptions connect_options_;
+};
+
+}  // namespace pgflip::replication
