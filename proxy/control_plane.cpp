@@ -1,4 +1,4 @@
-// The control plane: admin commands, the replication manager, and (later) the switchover.
+// The control plane: admin commands, the replication manager and the switchover.
 #include "proxy/control_plane.hpp"
 
 #include <spdlog/spdlog.h>
@@ -49,7 +49,7 @@ AdminReply guarded(Body&& body) {
 
 }  // namespace
 
-ControlPlane::ControlPlane(ProxyContext& context) : context_(context) {}
+ControlPlane::ControlPlane(ProxyContext& context) : context_(context), switchover_(context) {}
 
 replication::Settings ControlPlane::replication_settings(const config::Config& config) {
   replication::Settings settings;
@@ -79,6 +79,18 @@ void ControlPlane::register_commands(AdminServer& admin) {
             [this](const AdminRequest& r, const AdminEmit&) { return replication_status(r); });
   admin.add("replication cleanup", "drop every replication object pgflip created (idempotent)",
             [this](const AdminRequest& r, const AdminEmit&) { return replication_cleanup(r); });
+  admin.add("switchover",
+            "move every session to green (args: timeout_s, drain_timeout_s, on_straggler, dry_run)",
+            [this](const AdminRequest& r, const AdminEmit& emit) { return switchover(r, emit); });
+  admin.add("abort", "abort the running switchover (before its commit point)",
+            [this](const AdminRequest&, const AdminEmit&) {
+              if (switchover_.request_abort()) {
+                return AdminReply::success(json::object{{"abort_requested", true}},
+                                           "abort requested; the switchover rolls back to blue\n");
+              }
+              return AdminReply::failure("state",
+                                         "no switchover is running before its commit point");
+            });
 }
 
 AdminReply ControlPlane::status(const AdminRequest&) {
@@ -86,14 +98,18 @@ AdminReply ControlPlane::status(const AdminRequest&) {
   const double uptime =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   const std::size_t sessions = context_.sessions.size();
+  const Router::Active active = context_.router.active();
   json::object result{{"version", PGFLIP_VERSION},
-                      {"active", "blue"},
+                      {"active", active.name},
+                      {"epoch", active.epoch},
+                      {"switching", context_.router.gate_closed()},
                       {"blue", config.blue.address()},
                       {"green", config.green ? json::value(config.green->address()) : nullptr},
                       {"sessions", sessions},
                       {"uptime_seconds", uptime}};
   std::string text = "pgflip " + std::string(PGFLIP_VERSION) + "\n";
-  text += "active environment: blue (" + config.blue.address() + ")\n";
+  text += "active environment: " + active.name + " (" + active.endpoint.address() + "), epoch " +
+          std::to_string(active.epoch) + "\n";
   text +=
       "green:              " + (config.green ? config.green->address() : std::string("(none)")) +
       "\n";
@@ -159,6 +175,20 @@ AdminReply ControlPlane::replication_cleanup(const AdminRequest&) {
     const auto report = manager.cleanup();
     return AdminReply::success(report.to_json(), report.to_table());
   });
+}
+
+}  // namespace pgflip::proxy
+
+namespace pgflip::proxy {
+
+AdminReply ControlPlane::switchover(const AdminRequest& request, const AdminEmit& emit) {
+  auto options = switchover_.options_from(request.args);
+  if (auto* reason = std::get_if<std::string>(&options)) {
+    return AdminReply::failure("bad_request", *reason);
+  }
+  std::unique_lock lock(long_operation_, std::try_to_lock);
+  if (!lock) return AdminReply::failure("busy", "another long admin operation is running");
+  return switchover_.run(std::get<SwitchoverOptions>(options), emit);
 }
 
 }  // namespace pgflip::proxy

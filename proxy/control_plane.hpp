@@ -1,4 +1,4 @@
-// The control plane: admin commands, the replication manager, and (later) the switchover.
+// The control plane: admin commands, the replication manager and the switchover.
 #pragma once
 
 #include <chrono>
@@ -7,6 +7,7 @@
 
 #include "proxy/admin_server.hpp"
 #include "proxy/proxy_context.hpp"
+#include "proxy/switchover.hpp"
 #include "replication/settings.hpp"
 
 namespace pgflip::proxy {
@@ -21,17 +22,22 @@ class ControlPlane {
   /// The replication manager's settings, mapped from [blue]/[green] admin logins and [replication].
   [[nodiscard]] static replication::Settings replication_settings(const config::Config& config);
 
+  /// At start-up: route by the durable state, undo a fence left by an interrupted switchover.
+  void recover() { switchover_.recover(); }
+
  private:
   AdminReply status(const AdminRequest& request);
   AdminReply replication_precheck(const AdminRequest& request);
   AdminReply replication_init(const AdminRequest& request, const AdminEmit& emit);
   AdminReply replication_status(const AdminRequest& request);
   AdminReply replication_cleanup(const AdminRequest& request);
+  AdminReply switchover(const AdminRequest& request, const AdminEmit& emit);
 
   ProxyContext& context_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   /// Long operations (init, cleanup, switchover) change the servers: one at a time.
   std::timed_mutex long_operation_;
+  Switchover switchover_;
 };
 
 }  // namespace pgflip::proxy

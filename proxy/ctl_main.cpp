@@ -30,6 +30,10 @@ Commands:
                                        set up blue -> green replication, show copy progress
   replication status                   lag, retained WAL, table states, DDL, errors
   replication cleanup                  drop everything replication init created
+  switchover [--timeout S] [--drain-timeout S] [--on-straggler abort|cancel] [--dry-run]
+                                       move every live session to green; prints each
+                                       step and a report; exit 0 only when green serves
+  abort                                abort a running switchover (before its commit point)
   help                                 the commands this pgflip serves
 
 Options:
@@ -80,6 +84,21 @@ int main(int argc, char** argv) {
       request_args["copy_schema"] = true;
     } else if (arg == "--copy-roles") {
       request_args["copy_roles"] = true;
+    } else if (arg == "--dry-run") {
+      request_args["dry_run"] = true;
+    } else if ((arg == "--timeout" || arg == "--drain-timeout") && i + 1 < args.size()) {
+      char* end = nullptr;
+      const double seconds = std::strtod(args[i + 1].c_str(), &end);
+      if (end == args[i + 1].c_str() || *end != '\0' || seconds <= 0) {
+        return usage_error(arg + " needs a positive number of seconds");
+      }
+      request_args[arg == "--timeout" ? "timeout_s" : "drain_timeout_s"] = seconds;
+      ++i;
+    } else if (arg == "--on-straggler" && i + 1 < args.size()) {
+      if (args[i + 1] != "abort" && args[i + 1] != "cancel") {
+        return usage_error("--on-straggler takes abort or cancel");
+      }
+      request_args["on_straggler"] = args[++i];
     } else if (arg.starts_with("--")) {
       return usage_error("unknown option '" + arg + "'");
     } else {

@@ -147,6 +147,12 @@ int Daemon::run() {
     return 1;
   }
   try {
+    impl_->control_plane->recover();
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot recover the active environment: {}", e.what());
+    return 1;
+  }
+  try {
     impl_->admin =
         std::make_unique<AdminServer>(impl_->control, impl_->context.config->admin.socket);
     impl_->control_plane->register_commands(*impl_->admin);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 
 #include "config/config.hpp"
@@ -29,11 +30,41 @@ class SessionRegistry {
   std::unordered_map<std::uint64_t, std::weak_ptr<Session>> sessions_;
 };
 
+/// Which environment new server connections go to, and the gate that holds new logins
+/// while a switchover has clients parked. Thread-safe.
+class Router {
+ public:
+  struct Active {
+    std::string name = "blue";  // "blue" or "green"
+    config::Endpoint endpoint;
+    std::uint64_t epoch = 0;  // bumped by every committed switchover
+  };
+
+  [[nodiscard]] Active active() const {
+    std::lock_guard lock(mutex_);
+    return active_;
+  }
+  void set_active(Active active) {
+    std::lock_guard lock(mutex_);
+    active_ = std::move(active);
+  }
+  [[nodiscard]] bool gate_closed() const { return gate_closed_.load(); }
+  void set_gate_closed(bool closed) { gate_closed_.store(closed); }
+
+ private:
+  mutable std::mutex mutex_;
+  Active active_;
+  std::atomic<bool> gate_closed_{false};
+};
+
 struct ProxyContext {
   std::shared_ptr<const config::Config> config;
+  Router router;
   CancelRegistry cancels;
   SessionRegistry sessions;
   std::atomic<std::uint64_t> next_session_id{1};
+  /// Sessions past the login gate that are not relaying yet; a switchover waits for 0.
+  std::atomic<int> logins_in_flight{0};
 };
 
 }  // namespace pgflip::proxy

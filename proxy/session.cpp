@@ -59,7 +59,10 @@ Session::Session(tcp::socket client, ProxyContext& context, std::uint64_t id)
       id_(id),
       config_(context.config),
       client_scanner_(config_->server.max_message_size),
-      server_scanner_(kMaxServerMessageSize) {
+      server_scanner_(kMaxServerMessageSize),
+      switch_event_(client_.get_executor()),
+      release_event_(client_.get_executor()),
+      resume_event_(client_.get_executor()) {
   error_code ec;
   const auto endpoint = client_.remote_endpoint(ec);
   peer_ = ec ? "?" : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
@@ -69,7 +72,13 @@ Session::Session(tcp::socket client, ProxyContext& context, std::uint64_t id)
   for (char type : {'Z', 'S', 'E'}) server_scanner_.watch(type);
 }
 
+void Session::uncount_login() {
+  if (counted_login_) --context_.logins_in_flight;
+  counted_login_ = false;
+}
+
 Session::~Session() {
+  uncount_login();
   if (cancel_key_allocated_) context_.cancels.release(client_process_id_);
 }
 
@@ -106,14 +115,20 @@ void Session::force_close() {
 awaitable<void> Session::run() {
   spdlog::debug("[c{}] connection from {}", id_, peer_);
   const bool ready = co_await startup();
+  if (ready) {
+    set_state(State::kActive);
+    relay_running_ = true;
+  }
+  uncount_login();
   if (!ready) {
     error_code ignored;
     client_.close(ignored);
     server_.close(ignored);
     co_return;
   }
-  set_state(State::kActive);
   auto result = co_await (client_to_server() || server_to_client());
+  relay_running_ = false;
+  switch_event_.notify();  // a switchover participant must not wait for a finished relay
   const EndReason reason = std::visit([](EndReason r) { return r; }, result);
   co_await finish(reason);
 }
@@ -201,14 +216,11 @@ awaitable<bool> Session::handle_cancel_request(std::int32_t process_id, std::int
   co_return false;  // a cancel connection never becomes a session
 }
 
-awaitable<bool> Session::login_to_server() {
-  set_state(State::kLogin);
-  const config::Endpoint& endpoint = config_->blue;
+ServerTarget Session::make_target(const config::Endpoint& endpoint, std::string environment) const {
   const std::string* user = startup_message_.find("user");
   const std::string* database = startup_message_.find("database");
-
   ServerTarget target;
-  target.environment = "blue";
+  target.environment = std::move(environment);
   target.host = endpoint.host;
   target.port = endpoint.port;
   target.user = endpoint.user.empty() ? *user : endpoint.user;
@@ -216,13 +228,18 @@ awaitable<bool> Session::login_to_server() {
   target.database = !endpoint.database.empty()         ? endpoint.database
                     : (database && !database->empty()) ? *database
                                                        : *user;
+  for (const auto& [name, value] : startup_message_.parameters) {
+    if (name == "user" || name == "database" || name.starts_with("_pq_.")) continue;
+    target.parameters.emplace_back(name, value);
+  }
+  return target;
+}
+
+awaitable<bool> Session::login_to_server() {
+  set_state(State::kLogin);
   std::vector<std::string> unsupported_options;
   for (const auto& [name, value] : startup_message_.parameters) {
-    if (name == "user" || name == "database") continue;
-    if (name.starts_with("_pq_.")) {
-      unsupported_options.push_back(name);
-      continue;
-    }
+    if (name.starts_with("_pq_.")) unsupported_options.push_back(name);
     if (name == "replication") {
       co_await write_client(proto::encode_error(
           "FATAL", "0A000",
@@ -230,8 +247,21 @@ awaitable<bool> Session::login_to_server() {
       spdlog::info("[c{}] {} refused: replication connection", id_, peer_);
       co_return false;
     }
-    target.parameters.emplace_back(name, value);
   }
+  // While a switchover has clients parked, a new login waits for the outcome so that it
+  // lands on the environment that serves from then on (bounded by the startup timeout).
+  // Count first, then look at the gate: the orchestrator closes the gate, then waits for
+  // the count to reach 0, so no login can slip past unseen.
+  for (asio::steady_timer timer(client_.get_executor());;) {
+    ++context_.logins_in_flight;
+    if (!context_.router.gate_closed()) break;
+    --context_.logins_in_flight;
+    timer.expires_after(std::chrono::milliseconds(2));
+    co_await timer.async_wait(use_nothrow);
+  }
+  counted_login_ = true;
+  const Router::Active active = context_.router.active();
+  ServerTarget target = make_target(active.endpoint, active.name);
 
   auto result = co_await connect_and_login(target, config_->server.connect_timeout);
   if (auto* error = std::get_if<ServerLoginError>(&result)) {
@@ -289,10 +319,16 @@ awaitable<Session::EndReason> Session::client_to_server() {
   client_pending_.clear();
   client_pending_.shrink_to_fit();
 
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  auto cancelled = [&] { return cancellation.cancelled() != asio::cancellation_type::none; };
   for (;;) {
     if (have == 0) {
       auto [ec, n] = co_await client_.async_read_some(asio::buffer(buffer), use_nothrow);
+      if (cancelled()) co_return EndReason::kCancelled;
       if (ec) {
+        if (ec == asio::error::operation_aborted && terminate_requested_) {
+          co_return EndReason::kTerminated;
+        }
         co_return (ec == asio::error::operation_aborted && shutdown_requested_)
             ? EndReason::kShutdown
             : EndReason::kClientGone;
@@ -301,10 +337,26 @@ awaitable<Session::EndReason> Session::client_to_server() {
     }
     // A stopping pgflip forwards nothing that would start new work on the server.
     if (shutdown_requested_ && idle()) co_return EndReason::kShutdown;
+    // A switchover holds the client's next request at its transaction boundary; it is
+    // released to whichever server the session uses by then.
+    if (park_requested_ && idle()) {
+      holding_ = true;
+      had_held_request_ = true;
+      held_since_ = std::chrono::steady_clock::now();
+      release_event_.reset();
+      switch_event_.notify();
+      co_await release_event_.wait();
+      holding_ = false;
+      if (cancelled()) co_return EndReason::kCancelled;
+      held_ms_ = std::max(held_ms_, std::chrono::duration<double, std::milli>(
+                                        std::chrono::steady_clock::now() - held_since_)
+                                        .count());
+      if (terminate_requested_) co_return EndReason::kTerminated;
+    }
 
     bool terminate = false;
     const auto status =
-        client_scanner_.scan({buffer.data(), have}, [&](char type, std::string_view) {
+        client_scanner_.scan({buffer.data(), have}, [&](char type, std::string_view body) {
           switch (type) {
             case 'Q':
             case 'F':
@@ -317,7 +369,12 @@ awaitable<Session::EndReason> Session::client_to_server() {
             case 'X':
               terminate = true;
               break;
-            default:  // Parse, Bind, Execute, Describe, Close, Flush
+            case 'P':
+            case 'C':
+              unsynced_ = true;
+              on_client_message(type, body);
+              break;
+            default:  // Bind, Execute, Describe, Flush
               unsynced_ = true;
               break;
           }
@@ -332,8 +389,22 @@ awaitable<Session::EndReason> Session::client_to_server() {
         co_await asio::async_write(server_, asio::buffer(buffer.data(), have), use_nothrow);
     (void)n;
     have = 0;
+    if (cancelled()) co_return EndReason::kCancelled;
     if (ec) co_return EndReason::kServerGone;
     if (terminate) co_return EndReason::kClientTerminated;
+  }
+}
+
+void Session::on_client_message(char type, std::string_view body) {
+  // Named protocol-level prepared statements are remembered so that a switchover can
+  // re-Parse them on green; the unnamed statement never outlives its Sync.
+  if (type == 'P') {
+    const auto end = body.find('\0');
+    if (end == 0 || end == std::string_view::npos) return;
+    prepared_[std::string(body.substr(0, end))] = std::string(body);
+  } else if (type == 'C' && body.size() >= 2 && body.front() == 'S') {
+    const std::string_view name = body.substr(1, body.find('\0', 1) - 1);
+    if (!name.empty()) prepared_.erase(std::string(name));
   }
 }
 
@@ -371,8 +442,23 @@ void Session::on_server_message(char type, std::string_view body) {
 
 awaitable<Session::EndReason> Session::server_to_client() {
   std::vector<char> buffer(kServerReadSize);
+  const auto cancellation = co_await asio::this_coro::cancellation_state;
+  auto cancelled = [&] { return cancellation.cancelled() != asio::cancellation_type::none; };
   for (;;) {
+    if (pause_server_reader_) {
+      // A switchover talks to the server itself (state capture) or swaps it.
+      server_reader_paused_ = true;
+      resume_event_.reset();
+      switch_event_.notify();
+      co_await resume_event_.wait();
+      server_reader_paused_ = false;
+      if (cancelled()) co_return EndReason::kCancelled;
+      if (terminate_requested_) co_return EndReason::kTerminated;
+      continue;
+    }
     auto [ec, n] = co_await server_.async_read_some(asio::buffer(buffer), use_nothrow);
+    if (cancelled()) co_return EndReason::kCancelled;
+    if (ec == asio::error::operation_aborted && pause_server_reader_) continue;
     if (ec) co_return EndReason::kServerGone;
     const auto status = server_scanner_.scan(
         {buffer.data(), n},
@@ -386,8 +472,10 @@ awaitable<Session::EndReason> Session::server_to_client() {
         co_await asio::async_write(client_, asio::buffer(buffer.data(), n), use_nothrow);
     (void)wn;
     client_write_in_progress_ = false;
+    if (cancelled()) co_return EndReason::kCancelled;
     if (wec) co_return EndReason::kClientGone;
     if (shutdown_requested_ && idle()) co_return EndReason::kShutdown;
+    if (park_requested_ && idle()) switch_event_.notify();
   }
 }
 
@@ -443,6 +531,15 @@ awaitable<void> Session::finish(EndReason reason) {
       break;
     case EndReason::kServerProtocolError:
       why = "server protocol violation";
+      break;
+    case EndReason::kTerminated:
+      why = "ended by switchover: " + terminate_message_;
+      if (client_at_boundary) {
+        co_await write_client(proto::encode_error("FATAL", "57P01", terminate_message_));
+      }
+      break;
+    case EndReason::kCancelled:
+      why = "relay cancelled";
       break;
     case EndReason::kShutdown:
       why = "pgflip shutting down";

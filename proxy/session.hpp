@@ -4,7 +4,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,7 +15,10 @@
 #include "protocol/frame_scanner.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/asio.hpp"
+#include "proxy/event.hpp"
 #include "proxy/proxy_context.hpp"
+#include "proxy/server_connection.hpp"
+#include "proxy/switchover_run.hpp"
 
 namespace pgflip::proxy {
 
@@ -33,7 +39,9 @@ class Session : public std::enable_shared_from_this<Session> {
     kServerGone,        // the server's socket closed or failed
     kClientProtocolError,
     kServerProtocolError,
-    kShutdown,  // pgflip is stopping and the session reached an idle boundary
+    kShutdown,    // pgflip is stopping and the session reached an idle boundary
+    kTerminated,  // a switchover ended the session (straggler, unmovable, replay failed)
+    kCancelled,   // the other direction ended first
   };
 
   Session(tcp::socket client, ProxyContext& context, std::uint64_t id);
@@ -50,8 +58,15 @@ class Session : public std::enable_shared_from_this<Session> {
 
   [[nodiscard]] std::uint64_t id() const { return id_; }
 
+  /// Thread-safe. Runs this session's part of a switchover (see switchover_run.hpp): open
+  /// and authenticate a green connection now, then follow the orchestrator's decisions.
+  void join_switchover(std::shared_ptr<SwitchoverRun> run);
+  /// Thread-safe. Delivers the orchestrator's next decision to the session.
+  void decide(SwitchoverDecision decision, std::string reason = {});
+
  private:
   void set_state(State state);
+  void uncount_login();
   /// Idle: no request outstanding, not inside a transaction, at a message boundary
   /// in both directions. Only here may a session be held, ended or moved.
   [[nodiscard]] bool idle() const;
@@ -67,6 +82,22 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<void> cancel_server_query();
 
   void on_server_message(char type, std::string_view body);
+  void on_client_message(char type, std::string_view body);
+
+  // Switchover (session_switchover.cpp).
+  struct CapturedState;
+  [[nodiscard]] ServerTarget make_target(const config::Endpoint& endpoint,
+                                         std::string environment) const;
+  awaitable<void> take_part(std::shared_ptr<SwitchoverRun> run);
+  awaitable<bool> wait_switch(const std::function<bool()>& condition);
+  awaitable<std::string> pause_server_reader();
+  void resume_server_reader();
+  void release_client();
+  awaitable<std::string> capture_state(CapturedState& state);
+  awaitable<std::string> replay_state(ServerLogin& green, const CapturedState& state);
+  awaitable<void> move_to(ServerLogin green, const std::string& environment,
+                          const config::Endpoint& endpoint);
+  void terminate_for_switchover(std::string message);
 
   tcp::socket client_;
   StreamSocket server_;
@@ -99,6 +130,25 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<std::pair<std::string, std::string>> server_parameters_;
 
   std::atomic<bool> shutdown_requested_{false};
+
+  // Switchover state, touched only on the session's executor.
+  std::map<std::string, std::string>
+      prepared_;  // protocol-level named statements: name -> Parse body
+  bool relay_running_ = false;
+  bool counted_login_ = false;   // counted in ProxyContext::logins_in_flight
+  bool park_requested_ = false;  // hold the client's next request once idle
+  bool holding_ = false;         // c2s holds a client request until release
+  bool pause_server_reader_ = false;
+  bool server_reader_paused_ = false;
+  bool terminate_requested_ = false;
+  std::string terminate_message_;
+  std::optional<SwitchoverDecision> decision_;
+  std::chrono::steady_clock::time_point held_since_{};
+  double held_ms_ = 0;
+  bool had_held_request_ = false;
+  Event switch_event_;   // anything the switchover participant waits for changed
+  Event release_event_;  // c2s may forward its held request
+  Event resume_event_;   // s2c may read again
 };
 
 }  // namespace pgflip::proxy

@@ -1,0 +1,57 @@
+// TLS contexts for both sides (clients to pgflip, pgflip to servers) and channel-binding data.
+#pragma once
+
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config/config.hpp"
+#include "proxy/stream.hpp"
+
+namespace pgflip::proxy {
+
+/// The ALPN protocol name PostgreSQL 17 uses; required for direct TLS.
+inline constexpr std::string_view kAlpnPostgresql = "postgresql";
+
+/// TLS towards clients: the context with pgflip's certificate and that certificate's
+/// tls-server-end-point hash for SCRAM-SHA-256-PLUS.
+struct ClientTlsContext {
+  ssl::context context{ssl::context::tls_server};
+  std::string end_point_hash;
+};
+
+/// Loads tls.cert_file and tls.key_file: TLS 1.2 or newer, no renegotiation, ALPN
+/// "postgresql" (a client offering only other protocols is refused). Throws
+/// std::runtime_error naming the file and OpenSSL's reason.
+[[nodiscard]] std::shared_ptr<ClientTlsContext> make_client_tls_context(
+    const config::TlsSettings& settings);
+
+/// TLS towards one server: TLS 1.2 or newer, ALPN "postgresql", and certificate checks as
+/// `endpoint.sslmode` and `endpoint.sslrootcert` ask (like libpq). `environment` names it in
+/// errors. Throws std::runtime_error when the CA file cannot be loaded.
+[[nodiscard]] std::shared_ptr<ssl::context> make_server_tls_context(
+    const config::Endpoint& endpoint, std::string_view environment);
+
+/// Whether `endpoint`'s certificate is checked against a CA (verify-ca, verify-full, or
+/// require with a root certificate, as libpq).
+[[nodiscard]] bool verifies_certificate(const config::Endpoint& endpoint);
+
+/// Per connection to a server: SNI for host names (as libpq) and, for verify-full, the name
+/// or IP address the certificate must carry. False if OpenSSL refuses the settings.
+[[nodiscard]] bool prepare_server_tls(SSL* ssl, const std::string& host, config::SslMode mode);
+
+/// RFC 5929 tls-server-end-point: the hash of the DER certificate with its signature's hash
+/// algorithm (SHA-256 when that is MD5 or SHA-1), as PostgreSQL computes it. Empty when the
+/// algorithm cannot be determined (e.g. Ed25519): then no channel binding is offered.
+[[nodiscard]] std::string tls_server_end_point(X509* certificate);
+
+/// Whether the handshake on `ssl` selected ALPN "postgresql".
+[[nodiscard]] bool alpn_selected_postgresql(SSL* ssl);
+
+/// OpenSSL's reason for the last failure on this thread, for logs; clears the error queue.
+[[nodiscard]] std::string openssl_error_text();
+
+}  // namespace pgflip::proxy
