@@ -79,6 +79,19 @@ void ControlPlane::register_commands(AdminServer& admin) {
             [this](const AdminRequest& r, const AdminEmit&) { return replication_status(r); });
   admin.add("replication cleanup", "drop every replication object pgflip created (idempotent)",
             [this](const AdminRequest& r, const AdminEmit&) { return replication_cleanup(r); });
+  admin.add("replication ack-ddl",
+            "mark the DDL recorded on blue as applied to green (clears the DDL guardrail)",
+            [this](const AdminRequest&, const AdminEmit&) {
+              if (!context_.config->green)
+                return AdminReply::failure("config", "no [green] is configured");
+              return guarded([&] {
+                replication::Manager manager(replication_settings(*context_.config));
+                const auto count = manager.acknowledge_ddl();
+                return AdminReply::success(
+                    json::object{{"acknowledged", count}},
+                    std::to_string(count) + " DDL command(s) acknowledged\n");
+              });
+            });
   admin.add("switchover",
             "move every session to green (args: timeout_s, drain_timeout_s, on_straggler, dry_run)",
             [this](const AdminRequest& r, const AdminEmit& emit) { return switchover(r, emit); });

@@ -30,6 +30,7 @@ Commands:
                                        set up blue -> green replication, show copy progress
   replication status                   lag, retained WAL, table states, DDL, errors
   replication cleanup                  drop everything replication init created
+  replication ack-ddl                  mark DDL recorded on blue as applied to green
   switchover [--timeout S] [--drain-timeout S] [--on-straggler abort|cancel] [--dry-run]
                                        move every live session to green; prints each
                                        step and a report; exit 0 only when green serves

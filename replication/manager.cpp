@@ -105,6 +105,24 @@ HeartbeatResult Manager::heartbeat() {
   return result;
 }
 
+std::int64_t Manager::acknowledge_ddl(std::optional<std::int64_t> up_to_id) {
+  constexpr std::string_view kStep = "acknowledge_ddl";
+  PgConnection maintenance = connect_maintenance(Side::kBlue, kStep);
+  const std::string ddl = quote_ident(names_.schema) + ".ddl_log";
+  std::int64_t removed = 0;
+  for (const auto& db : database_infos(maintenance)) {
+    PgConnection blue = connect(Side::kBlue, db.name, kStep);
+    if (!blue.exec("SELECT to_regclass($1) IS NOT NULL", {ddl}, kStep).boolean(0, 0)) continue;
+    removed +=
+        blue.exec("WITH gone AS (DELETE FROM " + ddl +
+                      " WHERE $1::int8 IS NULL OR id <= $1::int8 RETURNING 1) "
+                      "SELECT count(*) FROM gone",
+                  {up_to_id ? std::optional(std::to_string(*up_to_id)) : std::nullopt}, kStep)
+            .int64(0, 0);
+  }
+  return removed;
+}
+
 StatusReport Manager::status(const StatusOptions& options) {
   StatusReport report;
   report.retained_wal_alarm_bytes = settings_.retained_wal_alarm_bytes;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,6 +87,10 @@ class Manager {
 
   /// Lag, slot, table states, DDL since init, errors, alarms; writes a heartbeat first.
   [[nodiscard]] StatusReport status(const StatusOptions& options = {});
+
+  /// Marks DDL as handled once it has been applied on green: deletes the DDL log rows with
+  /// id <= `up_to_id` (every row when unset) in every database on blue; returns how many.
+  [[nodiscard]] std::int64_t acknowledge_ddl(std::optional<std::int64_t> up_to_id = std::nullopt);
 
   /// Writes one heartbeat row per database on blue (and prunes rows older than 10 minutes).
   [[nodiscard]] HeartbeatResult heartbeat();

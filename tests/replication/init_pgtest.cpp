@@ -224,6 +224,19 @@ TEST_CASE("DDL on blue after init shows up in status; pgflip's own DDL does not"
   CHECK(std::any_of(d.alarms.begin(), d.alarms.end(),
                     [](const std::string& a) { return a.find("DDL") != std::string::npos; }));
   CHECK(after.to_json().at("databases").at(0).at("ddl_count").as_int64() == 4);
+
+  // Once the operator has applied it on green, acknowledging clears the alarm; DDL logged
+  // after the acknowledged id stays.
+  const std::int64_t newest = d.recent_ddl.front().id;
+  REQUIRE(admin.run("CREATE INDEX items_name ON items (name)") == "");
+  CHECK(m.acknowledge_ddl(newest) == 4);
+  const DatabaseStatus later = m.status().databases.at(0);
+  CHECK(later.ddl_count == 1);
+  CHECK(later.recent_ddl.at(0).command_tag == "CREATE INDEX");
+  CHECK(m.acknowledge_ddl() == 1);
+  const DatabaseStatus clean = m.status().databases.at(0);
+  CHECK(clean.ddl_count == 0);
+  CHECK(clean.alarms.empty());
 }
 
 TEST_CASE("status of a database that was never initialized is 'absent'") {
