@@ -97,6 +97,7 @@ struct Fixture {
     config->blue.password = "s3cret";
     config->server.startup_timeout = std::chrono::seconds(5);
     context.config = config;
+    context.router.set_active(Router::Active{"blue", config->blue, 0});
   }
 
   /// Accepts one client on the proxy side and runs a Session for it.
@@ -255,6 +256,7 @@ TEST_CASE("an oversized client message is a protocol violation (08P01)") {
   auto config = std::make_shared<pgflip::config::Config>(*f.context.config);
   config->server.max_message_size = 1024;
   f.context.config = config;
+  f.context.router.set_active(Router::Active{"blue", config->blue, 0});
   f.start_proxy();
   auto server = [&]() -> awaitable<void> {
     auto [ec, socket] = co_await f.server_acceptor.async_accept(use_nothrow);
