@@ -28,8 +28,10 @@ struct Daemon::Impl {
   };
 
   ProxyContext context;
-  asio::io_context control{1};
+  // Workers outlive `control`: an accept still queued there at exit holds a socket of a
+  // worker's io_context, and destroying it needs that io_context's services.
   std::vector<std::unique_ptr<Worker>> workers;
+  asio::io_context control{1};
   tcp::acceptor acceptor{control};
   std::size_t next_worker = 0;
   bool stopping = false;
