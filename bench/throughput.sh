@@ -2,25 +2,29 @@
 # Throughput benchmark: pgbench select-only through pgflip vs direct vs PgBouncer (session mode),
 # interleaved in one run on the same blue server; prints TPS, ratios and each proxy's CPU cost.
 #
-#   bench/throughput.sh [--duration SECONDS] [--rounds N] [--scale N] [--keep]
+#   bench/throughput.sh [--duration SECONDS] [--rounds N] [--scale N] [--no-tls] [--keep]
 #   PGFLIP_BUILD_DIR=DIR bench/throughput.sh     (default build dir: build/)
 #
 # Workloads (each against every target, in every round):
 #   S16   pgbench -S -c 16 -j 2          S64   pgbench -S -c 64 -j 2
 #   P16   pgbench -S -M prepared -c 16 -j 2
 # Targets: direct TCP to blue; pgflip with workers = 1 and workers = 2; PgBouncer (Debian's).
+# Each target is run twice: clients in plain TCP, and clients over TLS (sslmode=require, the test
+# CA's certificate; --no-tls skips these). The proxies talk to blue in plain TCP either way, so
+# the TLS run measures the client side's TLS.
 # All run on this machine: the proxy's CPU competes with PostgreSQL and pgbench, as it would on
 # a shared host. Compare the ratios inside one run, never absolute numbers across runs.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
-duration=15 rounds=2 scale=10 keep=0
+duration=15 rounds=2 scale=10 keep=0 tls=1
 while (($#)); do
   case "$1" in
     --duration) duration="${2:?}"; shift ;;
     --rounds) rounds="${2:?}"; shift ;;
     --scale) scale="${2:?}"; shift ;;
     --keep) keep=1 ;;
+    --no-tls) tls=0 ;;
     -h | --help) print_header_comment "$0"; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
@@ -80,12 +84,18 @@ workers = $2
 socket = "$work/$name-admin.sock"
 [auth]
 method = "trust"
+[tls]
+cert_file = "$TLS_SERVER_CERT"
+key_file = "$TLS_SERVER_KEY"
+client_tls = "allow"
 [blue]
 host = "127.0.0.1"
 port = $BLUE_PORT
+sslmode = "disable"
 [green]
 host = "127.0.0.1"
 port = $GREEN_PORT
+sslmode = "disable"
 [log]
 level = "warn"
 EOF
@@ -100,6 +110,8 @@ start_pgbouncer() { # Debian's PgBouncer in session mode, same backend path (TCP
   p="$(free_port)"
   mkdir -p "$dir"
   echo '"postgres" ""' > "$dir/userlist.txt"
+  cp "$TLS_SERVER_CERT" "$dir/server.crt"
+  cp "$TLS_SERVER_KEY" "$dir/server.key"
   cat > "$dir/pgbouncer.ini" <<EOF
 [databases]
 * = host=127.0.0.1 port=$BLUE_PORT
@@ -118,6 +130,10 @@ server_reset_query =
 logfile = $dir/pgbouncer.log
 pidfile = $dir/pgbouncer.pid
 ignore_startup_parameters = extra_float_digits
+client_tls_sslmode = allow
+client_tls_cert_file = $dir/server.crt
+client_tls_key_file = $dir/server.key
+server_tls_sslmode = disable
 EOF
   chown -R "$PGFLIP_OS_USER:" "$dir"
   runuser -u "$PGFLIP_OS_USER" -- /usr/sbin/pgbouncer -d -q "$dir/pgbouncer.ini" ||
@@ -131,6 +147,7 @@ start_pgflip pgflip-w1 1
 start_pgflip pgflip-w2 2
 start_pgbouncer
 targets=(direct pgflip-w1 pgflip-w2 pgbouncer)
+((tls)) && targets+=(direct+tls pgflip-w1+tls pgflip-w2+tls pgbouncer+tls)
 log "targets: direct :${port[direct]}, pgflip-w1 :${port[pgflip-w1]}, pgflip-w2 :${port[pgflip-w2]}, pgbouncer :${port[pgbouncer]}"
 
 # CPU ticks (utime + stime, all threads) of a process.
@@ -143,14 +160,17 @@ printf 'round\tworkload\ttarget\ttps\ttxns\tcpu_s\n' > "$results"
 for round in $(seq "$rounds"); do
   for w in S16 S64 P16; do
     for t in "${targets[@]}"; do
+      # "NAME+tls": the same server, clients over TLS.
+      base="${t%+tls}" sslmode=disable
+      [[ "$t" == *+tls ]] && sslmode=require
       before=0
-      [[ -n "${proxy_pid[$t]:-}" ]] && before="$(cpu_ticks "${proxy_pid[$t]}")"
+      [[ -n "${proxy_pid[$base]:-}" ]] && before="$(cpu_ticks "${proxy_pid[$base]}")"
       # shellcheck disable=SC2086 # workload options split on purpose
-      out="$("$PG15_BIN/pgbench" -n ${workload[$w]} -T "$duration" -h 127.0.0.1 -p "${port[$t]}" \
-        -U postgres bench 2> "$work/pgbench.err")" || { cat "$work/pgbench.err" >&2; die "pgbench failed against $t"; }
+      out="$(PGSSLMODE="$sslmode" "$PG15_BIN/pgbench" -n ${workload[$w]} -T "$duration" -h 127.0.0.1 \
+        -p "${port[$base]}" -U postgres bench 2> "$work/pgbench.err")" || { cat "$work/pgbench.err" >&2; die "pgbench failed against $t"; }
       cpu=""
-      if [[ -n "${proxy_pid[$t]:-}" ]]; then
-        cpu="$(awk -v a="$before" -v b="$(cpu_ticks "${proxy_pid[$t]}")" -v hz="$clk_tck" 'BEGIN { printf "%.3f", (b - a) / hz }')"
+      if [[ -n "${proxy_pid[$base]:-}" ]]; then
+        cpu="$(awk -v a="$before" -v b="$(cpu_ticks "${proxy_pid[$base]}")" -v hz="$clk_tck" 'BEGIN { printf "%.3f", (b - a) / hz }')"
       fi
       tps="$(sed -n 's/^tps = \([0-9.]*\) (without initial connection time)/\1/p' <<< "$out")"
       txns="$(sed -n 's/^number of transactions actually processed: \([0-9]*\).*/\1/p' <<< "$out")"
@@ -202,6 +222,27 @@ print(f"{'workload':<22}{'pgflip w1':>11}{'pgflip w2':>11}{'pgbouncer':>11}")
 for w in workloads:
     print(f"{names[w]:<22}" + "".join(f"{per10k.get((w, t), float('nan')):>11.3f}"
                                        for t in ("pgflip-w1", "pgflip-w2", "pgbouncer")))
+if ("S16", "pgbouncer+tls") in mean:
+    tls_best = max(("pgflip-w1+tls", "pgflip-w2+tls"), key=geo)
+    print(f"\nclients over TLS (sslmode=require; the proxies reach blue in plain TCP), mean TPS\n")
+    head = (f"{'workload':<22}{'direct':>10}{'pgflip w1':>11}{'pgflip w2':>11}{'pgbouncer':>11}"
+            f"{'pgflip/direct':>15}{'pgflip/pgb':>12}")
+    print(head)
+    print("-" * len(head))
+    for w in workloads:
+        d, f1, f2, b = (mean[(w, t + "+tls")] for t in ("direct", "pgflip-w1", "pgflip-w2",
+                                                         "pgbouncer"))
+        f = mean[(w, tls_best)]
+        print(f"{names[w]:<22}{d:>10.0f}{f1:>11.0f}{f2:>11.0f}{b:>11.0f}{f / d:>15.2f}"
+              f"{f / b:>12.2f}")
+    ratio = (geo(tls_best) / geo("pgbouncer+tls"))
+    print(f"\nTLS: pgflip (workers = {tls_best[-5]}) / PgBouncer, geometric mean over the three "
+          f"workloads: {ratio:.2f} (goal >= 1.10)")
+    print("\nproxy CPU seconds per 10,000 transactions, clients over TLS:\n")
+    print(f"{'workload':<22}{'pgflip w1':>11}{'pgflip w2':>11}{'pgbouncer':>11}")
+    for w in workloads:
+        print(f"{names[w]:<22}" + "".join(f"{per10k.get((w, t + '+tls'), float('nan')):>11.3f}"
+                                           for t in ("pgflip-w1", "pgflip-w2", "pgbouncer")))
 spread = {k: (max(v) - min(v)) / statistics.mean(v) for k, v in tps.items() if len(v) > 1}
 if spread:
     worst = max(spread, key=spread.get)

@@ -27,6 +27,9 @@ constexpr std::int64_t kMaxTimeoutMs = 24LL * 60 * 60 * 1000;
 constexpr std::int64_t kMinMessageSize = 1024;
 constexpr std::int64_t kMaxMessageSize = 1024LL * 1024 * 1024;
 constexpr std::int64_t kMaxWorkers = 1024;
+constexpr std::int64_t kMaxConnections = 1000000;
+// PostgreSQL's NAMEDATALEN - 1: longer role names cannot exist.
+constexpr std::size_t kMaxRoleNameLength = 63;
 constexpr std::int64_t kMaxInt64 = std::numeric_limits<std::int64_t>::max();
 // PostgreSQL truncates identifiers longer than NAMEDATALEN - 1 bytes.
 constexpr std::size_t kMaxDatabaseNameLength = 63;
@@ -35,7 +38,7 @@ constexpr std::size_t kMaxNamePrefixLength = 20;
 constexpr std::string_view kListenExample =
     "expected 'host:port', e.g. '127.0.0.1:6432', '[::1]:6432' or '*:6432'";
 
-constexpr std::string_view kTopLevelKeys[] = {"server", "admin", "auth",        "blue",
+constexpr std::string_view kTopLevelKeys[] = {"server", "admin", "auth",        "tls",       "blue",
                                               "green",  "log",   "replication", "switchover"};
 constexpr std::string_view kServerKeys[] = {
     "listen",
@@ -44,12 +47,20 @@ constexpr std::string_view kServerKeys[] = {
     "startup_timeout_ms",
     "shutdown_timeout_ms",
     "max_message_size",
+    "max_client_conn",
+    "max_client_conn_per_user",
+    "max_client_conn_per_database",
+    "client_idle_timeout_ms",
 };
 constexpr std::string_view kAdminKeys[] = {"socket"};
-constexpr std::string_view kAuthKeys[] = {"method", "users_file"};
+constexpr std::string_view kAuthKeys[] = {
+    "method",         "users_file",     "query",       "query_user",
+    "query_password", "query_database", "admin_users",
+};
+constexpr std::string_view kTlsKeys[] = {"cert_file", "key_file", "client_tls"};
 constexpr std::string_view kEndpointKeys[] = {
-    "host",     "port",       "user",           "password",
-    "database", "admin_user", "admin_password", "admin_database",
+    "host",       "port",           "user",           "password", "database",
+    "admin_user", "admin_password", "admin_database", "sslmode",  "sslrootcert",
 };
 constexpr std::string_view kLogKeys[] = {"level"};
 constexpr std::string_view kReplicationKeys[] = {
@@ -75,10 +86,15 @@ struct TableKeys {
   std::string_view table;
   std::span<const std::string_view> keys;
 };
-constexpr TableKeys kSchema[] = {
-    {"server", kServerKeys},           {"admin", kAdminKeys},          {"auth", kAuthKeys},
-    {"blue", kEndpointKeys},           {"green", kEndpointKeys},       {"log", kLogKeys},
-    {"replication", kReplicationKeys}, {"switchover", kSwitchoverKeys}};
+constexpr TableKeys kSchema[] = {{"server", kServerKeys},
+                                 {"admin", kAdminKeys},
+                                 {"auth", kAuthKeys},
+                                 {"tls", kTlsKeys},
+                                 {"blue", kEndpointKeys},
+                                 {"green", kEndpointKeys},
+                                 {"log", kLogKeys},
+                                 {"replication", kReplicationKeys},
+                                 {"switchover", kSwitchoverKeys}};
 
 std::string join_key(std::string_view prefix, std::string_view name) {
   if (prefix.empty()) return std::string(name);
@@ -404,6 +420,19 @@ class TableReader {
     }
   }
 
+  // An absolute path, or empty for none.
+  void read_optional_path(std::string_view name, std::string& out) {
+    if (auto value = read_string(name)) {
+      if (!value->empty() && value->front() != '/') {
+        report(name, "must be an absolute path (start with '/'), got '" + *value + "'");
+      } else if (!value->empty() && value->back() == '/') {
+        report(name, "'" + *value + "' names a directory; give a file path");
+      } else {
+        out = std::move(*value);
+      }
+    }
+  }
+
   void read_text(std::string_view name, std::string& out) {
     if (auto value = read_string(name)) out = std::move(*value);
   }
@@ -505,6 +534,16 @@ void read_server(TableReader& reader, ServerSettings& server) {
   if (auto size = reader.read_integer("max_message_size", kMinMessageSize, kMaxMessageSize)) {
     server.max_message_size = static_cast<std::size_t>(*size);
   }
+  if (auto count = reader.read_integer("max_client_conn", 1, kMaxConnections)) {
+    server.max_client_conn = static_cast<std::uint32_t>(*count);
+  }
+  if (auto count = reader.read_integer("max_client_conn_per_user", 0, kMaxConnections)) {
+    server.max_client_conn_per_user = static_cast<std::uint32_t>(*count);
+  }
+  if (auto count = reader.read_integer("max_client_conn_per_database", 0, kMaxConnections)) {
+    server.max_client_conn_per_database = static_cast<std::uint32_t>(*count);
+  }
+  reader.read_milliseconds("client_idle_timeout_ms", 0, server.client_idle_timeout);
 }
 
 void read_admin(TableReader& reader, AdminSettings& admin) {
@@ -522,21 +561,71 @@ void read_admin(TableReader& reader, AdminSettings& admin) {
   }
 }
 
+// Why `name` cannot be a PostgreSQL role name; empty when it can.
+[[nodiscard]] std::string check_role_name(std::string_view name) {
+  if (name.empty()) return "must not be empty";
+  if (name.size() > kMaxRoleNameLength) {
+    return "'" + std::string(name) + "' is " + std::to_string(name.size()) +
+           " bytes long; a PostgreSQL role name has at most " + std::to_string(kMaxRoleNameLength);
+  }
+  return {};
+}
+
 void read_auth(TableReader& reader, AuthSettings& auth) {
   reader.reject_unknown(kAuthKeys);
   if (auto method = reader.read_string("method")) {
     if (*method == "trust") {
       auth.method = AuthMethod::kTrust;
-    } else if (*method == "md5" || *method == "scram-sha-256") {
-      // Recognised so that the error says "not yet" rather than "no such method".
-      reader.report("method",
-                    "'" + *method + "' is not supported in this version yet (only 'trust')");
+    } else if (*method == "md5") {
+      auth.method = AuthMethod::kMd5;
+    } else if (*method == "scram-sha-256") {
+      auth.method = AuthMethod::kScramSha256;
     } else {
       reader.report("method",
                     "must be one of 'trust', 'md5', 'scram-sha-256', got '" + *method + "'");
     }
   }
-  reader.read_text("users_file", auth.users_file);
+  reader.read_optional_path("users_file", auth.users_file);
+  reader.read_text("query_user", auth.query_user);
+  reader.read_text("query_password", auth.query_password);
+  reader.read_text("query_database", auth.query_database);
+  if (reader.has("query")) {
+    reader.read_non_empty_text("query", auth.query);
+    if (auth.query.find("$1") == std::string::npos) {
+      reader.report("query", "must use $1 for the user name being looked up");
+    }
+  }
+  if (auto users = reader.read_string_array("admin_users", check_role_name)) {
+    auth.admin_users = std::move(*users);
+  }
+}
+
+void read_tls(TableReader& reader, TlsSettings& tls) {
+  reader.reject_unknown(kTlsKeys);
+  reader.read_optional_path("cert_file", tls.cert_file);
+  reader.read_optional_path("key_file", tls.key_file);
+  if (auto mode = reader.read_string("client_tls")) {
+    if (*mode == "disable") {
+      tls.client_tls = ClientTlsMode::kDisable;
+    } else if (*mode == "allow") {
+      tls.client_tls = ClientTlsMode::kAllow;
+    } else if (*mode == "require") {
+      tls.client_tls = ClientTlsMode::kRequire;
+    } else {
+      reader.report("client_tls",
+                    "must be one of 'disable', 'allow', 'require', got '" + *mode + "'");
+    }
+  }
+  // Checked only when both keys parsed: a rejected path leaves the default (empty) behind.
+  if (tls.cert_file.empty() != tls.key_file.empty()) {
+    const std::string_view set = tls.cert_file.empty() ? "key_file" : "cert_file";
+    const std::string_view missing = tls.cert_file.empty() ? "cert_file" : "key_file";
+    reader.report(set, "is set but tls." + std::string(missing) +
+                           " is not; TLS needs both the certificate and its key");
+  }
+  if (tls.client_tls == ClientTlsMode::kRequire && tls.cert_file.empty() && tls.key_file.empty()) {
+    reader.report("client_tls", "'require' needs tls.cert_file and tls.key_file");
+  }
 }
 
 void read_log(TableReader& reader, LogSettings& log) {
@@ -550,6 +639,14 @@ void read_log(TableReader& reader, LogSettings& log) {
       log.level = std::move(*level);
     }
   }
+}
+
+std::optional<SslMode> parse_ssl_mode(std::string_view text) {
+  for (SslMode mode : {SslMode::kDisable, SslMode::kPrefer, SslMode::kRequire, SslMode::kVerifyCa,
+                       SslMode::kVerifyFull}) {
+    if (text == to_string(mode)) return mode;
+  }
+  return std::nullopt;
 }
 
 void read_endpoint(TableReader& reader, Endpoint& endpoint) {
@@ -574,6 +671,37 @@ void read_endpoint(TableReader& reader, Endpoint& endpoint) {
   reader.read_text("admin_user", endpoint.admin_user);
   reader.read_text("admin_password", endpoint.admin_password);
   reader.read_non_empty_text("admin_database", endpoint.admin_database);
+  if (auto mode = reader.read_string("sslmode")) {
+    if (auto parsed = parse_ssl_mode(*mode)) {
+      endpoint.sslmode = *parsed;
+    } else {
+      reader.report("sslmode",
+                    "must be one of 'disable', 'prefer', 'require', 'verify-ca', 'verify-full', "
+                    "got '" +
+                        *mode + "'");
+    }
+  }
+  if (auto root = reader.read_string("sslrootcert")) {
+    if (!root->empty() && *root != "system" && root->front() != '/') {
+      reader.report("sslrootcert",
+                    "must be an absolute path (start with '/') or 'system', got '" + *root + "'");
+    } else {
+      endpoint.sslrootcert = std::move(*root);
+    }
+  }
+  const bool verify =
+      endpoint.sslmode == SslMode::kVerifyCa || endpoint.sslmode == SslMode::kVerifyFull;
+  if (verify && endpoint.sslrootcert.empty()) {
+    reader.report("sslmode", "'" + std::string(to_string(endpoint.sslmode)) + "' needs " +
+                                 reader.key("sslrootcert") +
+                                 " (a CA file, or 'system' for the system's trust store)");
+  }
+  if (endpoint.is_unix_socket() && endpoint.sslmode != SslMode::kDisable &&
+      endpoint.sslmode != SslMode::kPrefer) {
+    reader.report("sslmode", "'" + std::string(to_string(endpoint.sslmode)) +
+                                 "' cannot be met over a Unix socket (no TLS there); use "
+                                 "'disable' or 'prefer', or a TCP host");
+  }
   if (endpoint.is_unix_socket() && endpoint.unix_socket_path().size() > kMaxSocketPathLength) {
     reader.report("host", "socket path '" + endpoint.unix_socket_path() + "' is longer than " +
                               std::to_string(kMaxSocketPathLength) + " bytes");
@@ -694,6 +822,34 @@ std::string_view to_string(AuthMethod method) {
   return "unknown";
 }
 
+std::string_view to_string(SslMode mode) {
+  switch (mode) {
+    case SslMode::kDisable:
+      return "disable";
+    case SslMode::kPrefer:
+      return "prefer";
+    case SslMode::kRequire:
+      return "require";
+    case SslMode::kVerifyCa:
+      return "verify-ca";
+    case SslMode::kVerifyFull:
+      return "verify-full";
+  }
+  return "unknown";
+}
+
+std::string_view to_string(ClientTlsMode mode) {
+  switch (mode) {
+    case ClientTlsMode::kDisable:
+      return "disable";
+    case ClientTlsMode::kAllow:
+      return "allow";
+    case ClientTlsMode::kRequire:
+      return "require";
+  }
+  return "unknown";
+}
+
 std::string_view to_string(StragglerPolicy policy) {
   switch (policy) {
     case StragglerPolicy::kAbort:
@@ -740,6 +896,10 @@ Config parse_config(std::string_view toml_text, std::string_view source_name) {
   if (const toml::table* table = top.read_table("auth")) {
     TableReader reader(*table, "auth", problems);
     read_auth(reader, config.auth);
+  }
+  if (const toml::table* table = top.read_table("tls")) {
+    TableReader reader(*table, "tls", problems);
+    read_tls(reader, config.tls);
   }
   if (const toml::table* table = top.read_table("blue")) {
     TableReader reader(*table, "blue", problems);

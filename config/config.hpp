@@ -15,6 +15,23 @@ namespace pgflip::config {
 /// How pgflip authenticates its own clients (not how it logs in to servers).
 enum class AuthMethod { kTrust, kMd5, kScramSha256 };
 
+/// libpq's sslmode, for pgflip's own connections to a server.
+/// https://www.postgresql.org/docs/current/libpq-ssl.html#LIBPQ-SSL-PROTECTION
+enum class SslMode {
+  kDisable,     // never TLS
+  kPrefer,      // TLS when the server offers it, else plain; the certificate is not checked
+  kRequire,     // TLS or fail; the certificate is checked only if sslrootcert is set (as libpq)
+  kVerifyCa,    // TLS, certificate signed by sslrootcert's CA
+  kVerifyFull,  // verify-ca, and the certificate names the host
+};
+
+/// Whether pgflip speaks TLS to its clients (the [tls] table's client_tls).
+enum class ClientTlsMode {
+  kDisable,  // SSLRequest is answered 'N'
+  kAllow,    // TLS for clients that ask for it, plain TCP for the others
+  kRequire,  // clients without TLS are refused (SQLSTATE 28000)
+};
+
 /// One PostgreSQL server: the [blue] or [green] table.
 struct Endpoint {
   /// Hostname, IP address, or an absolute Unix-socket directory (starts with '/').
@@ -30,6 +47,12 @@ struct Endpoint {
   std::string admin_user;
   std::string admin_password;
   std::string admin_database = "postgres";
+  /// TLS for pgflip's connections to this server, as libpq's sslmode. Not used over a
+  /// Unix socket.
+  SslMode sslmode = SslMode::kPrefer;
+  /// CA certificate file (PEM) for verify-ca/verify-full (and require); "system" = the system's
+  /// trust store; empty = none.
+  std::string sslrootcert;
 
   bool is_unix_socket() const { return !host.empty() && host.front() == '/'; }
   /// The socket file libpq would use: "<host>/.s.PGSQL.<port>". Only meaningful for a socket host.
@@ -53,6 +76,31 @@ struct ServerSettings {
   std::chrono::milliseconds shutdown_timeout{30000};
   /// server.max_message_size in bytes; a larger message is a protocol violation.
   std::size_t max_message_size = 64 * 1024 * 1024;
+  /// server.max_client_conn: client connections at once, authenticated or not (SQLSTATE 53300).
+  std::uint32_t max_client_conn = 1000;
+  /// server.max_client_conn_per_user: authenticated client connections per user name; 0 = no
+  /// limit.
+  std::uint32_t max_client_conn_per_user = 0;
+  /// server.max_client_conn_per_database: authenticated client connections per database; 0 = no
+  /// limit.
+  std::uint32_t max_client_conn_per_database = 0;
+  /// server.client_idle_timeout_ms: a client idle (outside a transaction, nothing outstanding)
+  /// this long is closed with SQLSTATE 57P05; 0 = never.
+  std::chrono::milliseconds client_idle_timeout{0};
+};
+
+/// The [tls] table: TLS between clients and pgflip.
+struct TlsSettings {
+  /// PEM certificate (chain) and private key pgflip presents; both or neither.
+  std::string cert_file;
+  std::string key_file;
+  /// tls.client_tls.
+  ClientTlsMode client_tls = ClientTlsMode::kAllow;
+
+  /// Whether TLS is offered to clients at all.
+  [[nodiscard]] bool enabled() const {
+    return !cert_file.empty() && client_tls != ClientTlsMode::kDisable;
+  }
 };
 
 /// The [admin] table.
@@ -63,9 +111,22 @@ struct AdminSettings {
 
 /// The [auth] table: how clients authenticate to pgflip.
 struct AuthSettings {
-  AuthMethod method = AuthMethod::kTrust;
-  /// Path to the users file (existence is not checked yet).
+  AuthMethod method = AuthMethod::kScramSha256;
+  /// PgBouncer-style userlist.txt: "user" "plaintext | md5... | SCRAM-SHA-256$..." per line.
+  /// Read when pgflip starts; empty = none.
   std::string users_file;
+  /// auth.query_user: when set, users missing from users_file are looked up on the active
+  /// server with auth.query, logged in as this user (like PgBouncer's auth_user).
+  std::string query_user;
+  std::string query_password;
+  /// Database the lookup connects to; empty = the one the client asked for.
+  std::string query_database;
+  /// Takes the user name as $1; returns (name, secret) or no row.
+  std::string query =
+      "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
+      "FROM pg_authid WHERE rolname = $1 AND rolcanlogin";
+  /// Users allowed on the admin console (once there is one).
+  std::vector<std::string> admin_users;
 };
 
 /// The [log] table.
@@ -132,6 +193,7 @@ struct Config {
   ServerSettings server;
   AdminSettings admin;
   AuthSettings auth;
+  TlsSettings tls;
   Endpoint blue;
   std::optional<Endpoint> green;
   LogSettings log;
@@ -155,6 +217,12 @@ class ConfigError : public std::runtime_error {
 
 /// "trust", "md5" or "scram-sha-256": the spelling used in the file.
 [[nodiscard]] std::string_view to_string(AuthMethod method);
+
+/// "disable", "prefer", "require", "verify-ca" or "verify-full".
+[[nodiscard]] std::string_view to_string(SslMode mode);
+
+/// "disable", "allow" or "require".
+[[nodiscard]] std::string_view to_string(ClientTlsMode mode);
 
 /// "abort" or "cancel": the spelling used in the file.
 [[nodiscard]] std::string_view to_string(StragglerPolicy policy);

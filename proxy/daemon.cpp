@@ -7,9 +7,11 @@
 #include <thread>
 #include <vector>
 
+#include "protocol/messages.hpp"
 #include "proxy/admin_server.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/control_plane.hpp"
+#include "proxy/front_door.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/session.hpp"
 
@@ -70,6 +72,19 @@ struct Daemon::Impl {
         co_await timer.async_wait(use_nothrow);
         continue;
       }
+      const std::uint32_t max_clients = context.config->server.max_client_conn;
+      if (!context.front_door.limits.try_add_client(max_clients)) {
+        spdlog::info("connection refused: server.max_client_conn ({}) reached", max_clients);
+        asio::co_spawn(
+            worker.io.get_executor(),
+            refuse_connection(std::move(socket),
+                              protocol::encode_error("FATAL", "53300",
+                                                     "sorry, too many clients already (pgflip "
+                                                     "server.max_client_conn = " +
+                                                         std::to_string(max_clients) + ")")),
+            asio::detached);
+        continue;
+      }
       const std::uint64_t id = context.next_session_id++;
       auto session = std::make_shared<Session>(std::move(socket), context, id);
       context.sessions.add(session, id);
@@ -83,6 +98,7 @@ struct Daemon::Impl {
                          }
                        }
                        context.sessions.remove(id);
+                       context.front_door.limits.remove_client();
                      });
     }
   }
@@ -141,6 +157,13 @@ int Daemon::run() {
   unsigned count = impl_->context.config->server.workers;
   if (count == 0) count = std::max(1U, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < count; ++i) impl_->workers.push_back(std::make_unique<Impl::Worker>());
+  try {
+    impl_->context.front_door.load(*impl_->context.config);
+  } catch (const std::exception& e) {
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+  raise_file_limit(impl_->context.config->server.max_client_conn);
   try {
     impl_->listen();
   } catch (const std::exception& e) {

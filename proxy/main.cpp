@@ -8,6 +8,7 @@
 
 #include "config/config.hpp"
 #include "proxy/daemon.hpp"
+#include "proxy/front_door.hpp"
 
 namespace {
 
@@ -67,6 +68,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (check_only) {
+    // The files the configuration names: certificates, CA files, the users file.
+    try {
+      pgflip::proxy::FrontDoor front_door;
+      front_door.load(*config);
+    } catch (const std::exception& e) {
+      std::cerr << "pgflip: invalid configuration: " << e.what() << "\n";
+      return 1;
+    }
     std::cout << "pgflip: " << config_path << " is valid\n";
     return 0;
   }

@@ -11,6 +11,7 @@
 
 #include "config/config.hpp"
 #include "proxy/cancel_registry.hpp"
+#include "proxy/front_door.hpp"
 
 namespace pgflip::proxy {
 
@@ -62,6 +63,8 @@ struct ProxyContext {
   Router router;
   CancelRegistry cancels;
   SessionRegistry sessions;
+  /// TLS contexts, users and connection counts; loaded by the daemon at start.
+  FrontDoor front_door;
   std::atomic<std::uint64_t> next_session_id{1};
   /// Sessions past the login gate that are not relaying yet; a switchover waits for 0.
   std::atomic<int> logins_in_flight{0};

@@ -9,6 +9,7 @@
 #include "protocol/md5.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/scram.hpp"
+#include "proxy/tls.hpp"
 
 namespace pgflip::proxy {
 
@@ -24,27 +25,8 @@ ServerLoginError login_error(std::string_view sqlstate, std::string message, std
   return ServerLoginError{proto::encode_error("FATAL", sqlstate, message), std::move(reason)};
 }
 
-/// Reads one whole backend message, keeping any extra bytes in `buffer`.
-awaitable<std::variant<proto::BackendMessage, std::string>> read_backend_message(
-    StreamSocket& socket, std::string& buffer) {
-  std::array<char, 4096> chunk{};
-  for (;;) {
-    auto result = proto::decode_backend(buffer, kMaxLoginMessageSize);
-    if (auto* decoded = std::get_if<proto::Decoded<proto::BackendMessage>>(&result)) {
-      proto::BackendMessage message = std::move(decoded->message);
-      buffer.erase(0, decoded->consumed);
-      co_return message;
-    }
-    if (auto* error = std::get_if<proto::DecodeError>(&result)) {
-      co_return "invalid message from server: " + error->detail;
-    }
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), use_nothrow);
-    if (ec) co_return "server closed the connection during login: " + ec.message();
-    buffer.append(chunk.data(), n);
-  }
-}
-
-awaitable<error_code> write_all(StreamSocket& socket, const std::string& bytes) {
+template <class Stream>
+awaitable<error_code> write_all(Stream& socket, const std::string& bytes) {
   auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes), use_nothrow);
   (void)n;
   co_return ec;
@@ -61,7 +43,95 @@ std::vector<std::string> parse_mechanisms(std::string_view data) {
   return names;
 }
 
+/// Asks the server for TLS (SSLRequest) and does the handshake, as `target.sslmode` says.
+/// Returns an empty string when the connection may go on (in TLS or, for prefer, plain).
+awaitable<std::optional<ServerLoginError>> negotiate_tls(ServerStream& stream,
+                                                         const ServerTarget& target,
+                                                         const std::string& where) {
+  using config::SslMode;
+  const bool required = target.sslmode != SslMode::kPrefer;
+  if (target.sslmode == SslMode::kDisable || (!target.host.empty() && target.host.front() == '/')) {
+    co_return std::nullopt;
+  }
+  if (!target.tls) {
+    if (!required) co_return std::nullopt;
+    co_return login_error("08006", "pgflip has no TLS settings for server " + where,
+                          "no TLS context for " + target.environment);
+  }
+  std::string out;
+  proto::encode(proto::SSLRequest{}, out);
+  if (auto ec = co_await write_all(stream, out)) {
+    co_return login_error("08006", "pgflip lost the connection to server " + where,
+                          "write SSLRequest to " + where + ": " + ec.message());
+  }
+  // Exactly one byte: anything after 'S' belongs to the TLS handshake, and a server that
+  // sends more in the clear is not to be trusted with it.
+  std::array<char, 1> answer{};
+  auto [rec, rn] = co_await asio::async_read(stream, asio::buffer(answer), use_nothrow);
+  (void)rn;
+  if (rec) {
+    co_return login_error("08006", "pgflip lost the connection to server " + where,
+                          "reading the answer to SSLRequest from " + where + ": " + rec.message());
+  }
+  if (answer[0] == 'N') {
+    if (!required) co_return std::nullopt;
+    co_return login_error("08006",
+                          "server " + where + " does not support TLS, but " + target.environment +
+                              ".sslmode is " + std::string(config::to_string(target.sslmode)),
+                          "server refused TLS");
+  }
+  if (answer[0] != 'S') {
+    co_return login_error("08P01", "server " + where + " answered SSLRequest with garbage",
+                          "unexpected answer to SSLRequest");
+  }
+  stream.start_tls(*target.tls);
+  if (!prepare_server_tls(stream.native_tls(), target.host, target.sslmode)) {
+    co_return login_error("08006", "pgflip could not set up TLS for server " + where,
+                          "TLS setup: " + openssl_error_text());
+  }
+  auto [hec] = co_await stream.tls().async_handshake(ssl::stream_base::client, use_nothrow);
+  if (hec) {
+    std::string reason = hec.message();
+    const long verify = SSL_get_verify_result(stream.native_tls());
+    if (verify != X509_V_OK) {
+      reason += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
+    }
+    co_return login_error("08006", "TLS handshake with server " + where + " failed: " + reason,
+                          "TLS handshake with " + where + ": " + reason);
+  }
+  co_return std::nullopt;
+}
+
+/// The tls-server-end-point hash of the server's certificate, or empty.
+std::string server_end_point(ServerStream& stream) {
+  if (!stream.is_tls()) return {};
+  X509* certificate = SSL_get1_peer_certificate(stream.native_tls());
+  if (certificate == nullptr) return {};
+  std::string hash = tls_server_end_point(certificate);
+  X509_free(certificate);
+  return hash;
+}
+
 }  // namespace
+
+awaitable<std::variant<proto::BackendMessage, std::string>> read_backend_message(
+    ServerStream& socket, std::string& buffer, std::size_t max_size) {
+  std::array<char, 4096> chunk{};
+  for (;;) {
+    auto result = proto::decode_backend(buffer, max_size);
+    if (auto* decoded = std::get_if<proto::Decoded<proto::BackendMessage>>(&result)) {
+      proto::BackendMessage message = std::move(decoded->message);
+      buffer.erase(0, decoded->consumed);
+      co_return message;
+    }
+    if (auto* error = std::get_if<proto::DecodeError>(&result)) {
+      co_return "invalid message from server: " + error->detail;
+    }
+    auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), use_nothrow);
+    if (ec) co_return "server closed the connection: " + ec.message();
+    buffer.append(chunk.data(), n);
+  }
+}
 
 awaitable<std::pair<error_code, StreamSocket>> connect_server(const std::string& host,
                                                               std::uint16_t port,
@@ -107,13 +177,15 @@ awaitable<std::pair<error_code, StreamSocket>> connect_server(const std::string&
 
 awaitable<ServerLoginResult> connect_and_login(const ServerTarget& target,
                                                std::chrono::milliseconds connect_timeout) {
-  auto [cec, socket] = co_await connect_server(target.host, target.port, connect_timeout);
+  auto [cec, plain_socket] = co_await connect_server(target.host, target.port, connect_timeout);
   const std::string where =
       target.environment + " (" + target.host + ":" + std::to_string(target.port) + ")";
   if (cec) {
     co_return login_error("08006", "pgflip could not connect to server " + where,
                           "connect to " + where + " failed: " + cec.message());
   }
+  ServerStream socket(std::move(plain_socket));
+  if (auto failure = co_await negotiate_tls(socket, target, where)) co_return std::move(*failure);
 
   proto::StartupMessage startup;
   startup.parameters.emplace_back("user", target.user);
@@ -131,7 +203,7 @@ awaitable<ServerLoginResult> connect_and_login(const ServerTarget& target,
   ServerLogin login{std::move(socket), {}, 0, 0, 'I', {}};
   bool authenticated = false;
   for (;;) {
-    auto next = co_await read_backend_message(login.socket, buffer);
+    auto next = co_await read_backend_message(login.socket, buffer, kMaxLoginMessageSize);
     if (auto* failure = std::get_if<std::string>(&next)) {
       co_return login_error("08006", "pgflip lost the connection to server " + where, *failure);
     }
@@ -157,24 +229,54 @@ awaitable<ServerLoginResult> connect_and_login(const ServerTarget& target,
           proto::encode_password(target.password, out);
           break;
         case 5: {  // AuthenticationMD5Password
-          if (target.password.empty() || auth->data.size() != 4) break;
+          if (auth->data.size() != 4) break;
           std::array<std::uint8_t, 4> salt{};
           for (std::size_t i = 0; i < 4; ++i) salt[i] = static_cast<std::uint8_t>(auth->data[i]);
-          proto::encode_password(proto::md5_password_response(target.user, target.password, salt),
-                                 out);
+          if (!target.md5_secret.empty()) {
+            proto::encode_password(proto::md5_response_from_secret(target.md5_secret, salt), out);
+          } else if (!target.password.empty()) {
+            proto::encode_password(proto::md5_password_response(target.user, target.password, salt),
+                                   out);
+          }
           break;
         }
         case 10: {  // AuthenticationSASL
-          if (target.password.empty()) break;
+          if (target.password.empty() && !target.scram_keys) break;
           bool offered = false;
-          for (const auto& name : parse_mechanisms(auth->data)) offered |= name == "SCRAM-SHA-256";
-          if (!offered) {
+          bool offered_plus = false;
+          for (const auto& name : parse_mechanisms(auth->data)) {
+            offered |= name == proto::kScramSha256;
+            offered_plus |= name == proto::kScramSha256Plus;
+          }
+          if (!offered && !offered_plus) {
             co_return login_error("08P01",
                                   "server " + where + " offers no SASL mechanism pgflip supports",
                                   "no SCRAM-SHA-256 in SASL mechanisms");
           }
-          scram.emplace(target.password);
-          proto::encode(proto::SASLInitialResponse{"SCRAM-SHA-256", scram->client_first_message()},
+          // The client's own keys first (pass-through), as they prove who the client is.
+          if (target.scram_keys) {
+            scram.emplace(proto::ScramSha256Client::from_keys(target.scram_keys->client_key,
+                                                              target.scram_keys->server_key));
+          } else {
+            scram.emplace(target.password);
+          }
+          // Over TLS, bind the exchange to the server's certificate when it offers that,
+          // and otherwise say we could have (so a downgrade is detectable), as libpq does.
+          if (const std::string hash = server_end_point(login.socket); !hash.empty()) {
+            if (offered_plus) {
+              scram->set_channel_binding(std::string(proto::kTlsServerEndPoint), hash);
+            } else {
+              scram->set_channel_binding_supported();
+            }
+          } else if (!offered) {
+            co_return login_error("08P01",
+                                  "server " + where +
+                                      " offers only SCRAM-SHA-256-PLUS, which "
+                                      "needs TLS",
+                                  "SCRAM-SHA-256-PLUS without TLS");
+          }
+          proto::encode(proto::SASLInitialResponse{std::string(scram->mechanism()),
+                                                   scram->client_first_message()},
                         out);
           break;
         }
@@ -244,7 +346,8 @@ awaitable<ServerLoginResult> connect_and_login(const ServerTarget& target,
 
 awaitable<void> send_cancel_request(std::string host, std::uint16_t port, std::int32_t process_id,
                                     std::int32_t secret_key, std::chrono::milliseconds timeout) {
-  auto [ec, socket] = co_await connect_server(host, port, timeout);
+  auto [ec, plain] = co_await connect_server(host, port, timeout);
+  ServerStream socket(std::move(plain));
   if (ec) {
     spdlog::warn("cancel request to {}:{} not delivered: {}", host, port, ec.message());
     co_return;

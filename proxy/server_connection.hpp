@@ -3,15 +3,28 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <variant>
 #include <vector>
 
+#include "config/config.hpp"
+#include "protocol/messages.hpp"
+#include "protocol/scram.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/asio.hpp"
+#include "proxy/stream.hpp"
 
 namespace pgflip::proxy {
+
+/// A client's SCRAM keys, recovered while authenticating it: enough to log in to a server
+/// whose role has the same SCRAM secret, without knowing the password.
+struct ScramPassThrough {
+  protocol::ScramKey client_key{};
+  protocol::ScramKey server_key{};
+};
 
 /// Which server and as whom: built from an environment's config and the client's startup.
 struct ServerTarget {
@@ -19,15 +32,23 @@ struct ServerTarget {
   std::string host;         // host name, address, or Unix-socket directory ('/...')
   std::uint16_t port = 5432;
   std::string user;
-  std::string password;  // may be empty: then only trust works
+  std::string password;  // may be empty: then only trust (or the two below) works
+  /// Used before `password` when the server asks for SCRAM-SHA-256.
+  std::optional<ScramPassThrough> scram_keys;
+  /// "md5..." secret of `user`; used before `password` when the server asks for MD5.
+  std::string md5_secret;
   std::string database;
+  /// TLS as libpq's sslmode; never over a Unix socket. `tls` is the environment's context
+  /// (without one, prefer means plain and the stricter modes fail).
+  config::SslMode sslmode = config::SslMode::kDisable;
+  std::shared_ptr<ssl::context> tls;
   /// Every other startup parameter the client sent (application_name, options, ...).
   std::vector<std::pair<std::string, std::string>> parameters;
 };
 
 /// A logged-in server connection, ready for queries.
 struct ServerLogin {
-  StreamSocket socket;
+  ServerStream socket;
   std::vector<std::pair<std::string, std::string>> parameters;  // ParameterStatus, in order
   std::int32_t process_id = 0;
   std::int32_t secret_key = 0;
@@ -52,6 +73,11 @@ using ServerLoginResult = std::variant<ServerLogin, ServerLoginError>;
 /// Opens a connection to `host:port` (or the Unix socket in directory `host`).
 [[nodiscard]] awaitable<std::pair<error_code, StreamSocket>> connect_server(
     const std::string& host, std::uint16_t port, std::chrono::milliseconds timeout);
+
+/// Reads one whole backend message (at most `max_size` bytes), keeping any extra bytes in
+/// `buffer`; a string says why it could not.
+[[nodiscard]] awaitable<std::variant<protocol::BackendMessage, std::string>> read_backend_message(
+    ServerStream& socket, std::string& buffer, std::size_t max_size = 1024 * 1024);
 
 /// Sends a CancelRequest for (process_id, secret_key) to a server; best effort.
 awaitable<void> send_cancel_request(std::string host, std::uint16_t port, std::int32_t process_id,

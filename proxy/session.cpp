@@ -25,6 +25,8 @@ std::string_view state_name(Session::State state) {
   switch (state) {
     case Session::State::kStartup:
       return "startup";
+    case Session::State::kAuth:
+      return "authenticating";
     case Session::State::kLogin:
       return "login";
     case Session::State::kActive:
@@ -122,8 +124,9 @@ awaitable<void> Session::run() {
   uncount_login();
   if (!ready) {
     error_code ignored;
-    client_.close(ignored);
     server_.close(ignored);
+    // Lets a refusal (an ErrorResponse just written) reach the client before the close.
+    co_await drain_and_close(client_.socket(), kRefusalGrace);
     co_return;
   }
   auto result = co_await (client_to_server() || server_to_client());
@@ -159,13 +162,21 @@ awaitable<bool> Session::read_startup_packet() {
   std::array<char, 1024> chunk{};
   int negotiations = 0;
   for (;;) {
+    // A TLS record where a length should be: PostgreSQL 17's direct TLS (no SSLRequest).
+    if (!buffer.empty() && buffer.front() == 0x16 && !client_.is_tls()) {
+      if (!co_await start_direct_tls(buffer)) co_return false;
+      continue;
+    }
     auto result = proto::decode_startup(buffer);
     if (auto* error = std::get_if<proto::DecodeError>(&result)) {
       const bool unsupported = error->code == proto::ErrorCode::kUnsupportedProtocol;
-      co_await write_client(
+      // Built before the co_await: GCC 12 destroys temporaries of a conditional expression
+      // inside a co_await twice (a double free on every bad startup packet).
+      std::string reply =
           proto::encode_error("FATAL", unsupported ? "0A000" : "08P01",
                               unsupported ? "unsupported frontend protocol: " + error->detail
-                                          : "invalid startup packet: " + error->detail));
+                                          : "invalid startup packet: " + error->detail);
+      co_await write_client(std::move(reply));
       spdlog::info("[c{}] {} closed: bad startup packet: {}", id_, peer_, error->detail);
       co_return false;
     }
@@ -184,19 +195,14 @@ awaitable<bool> Session::read_startup_packet() {
 
     if (std::holds_alternative<proto::SSLRequest>(packet) ||
         std::holds_alternative<proto::GSSENCRequest>(packet)) {
-      // Encryption is not offered yet: 'N' lets the client continue in the clear
-      // (or give up, if it requires encryption).
-      if (++negotiations > 2) {
-        co_await write_client(
-            proto::encode_error("FATAL", "08P01", "too many encryption requests"));
-        co_return false;
-      }
-      co_await write_client("N");
+      const bool tls = std::holds_alternative<proto::SSLRequest>(packet);
+      if (!co_await answer_encryption_request(tls, buffer, negotiations)) co_return false;
       continue;
     }
     if (auto* cancel = std::get_if<proto::CancelRequest>(&packet)) {
       co_return co_await handle_cancel_request(cancel->process_id, cancel->secret_key);
     }
+    if (!co_await refuse_unencrypted()) co_return false;
     startup_message_ = std::move(std::get<proto::StartupMessage>(packet));
     client_pending_ = std::move(buffer);
     co_return true;
@@ -225,6 +231,7 @@ ServerTarget Session::make_target(const config::Endpoint& endpoint, std::string 
   target.port = endpoint.port;
   target.user = endpoint.user.empty() ? *user : endpoint.user;
   target.password = endpoint.password;
+  apply_front_door(target, endpoint);
   target.database = !endpoint.database.empty()         ? endpoint.database
                     : (database && !database->empty()) ? *database
                                                        : *user;
@@ -248,6 +255,7 @@ awaitable<bool> Session::login_to_server() {
       co_return false;
     }
   }
+  if (!co_await authenticate()) co_return false;
   // While a switchover has clients parked, a new login waits for the outcome so that it
   // lands on the environment that serves from then on (bounded by the startup timeout).
   // Count first, then look at the gate: the orchestrator closes the gate, then waits for
@@ -323,9 +331,14 @@ awaitable<Session::EndReason> Session::client_to_server() {
   auto cancelled = [&] { return cancellation.cancelled() != asio::cancellation_type::none; };
   for (;;) {
     if (have == 0) {
+      const bool timed = arm_idle_timer();
       auto [ec, n] = co_await client_.async_read_some(asio::buffer(buffer), use_nothrow);
+      if (timed) disarm_idle_timer(ec);
       if (cancelled()) co_return EndReason::kCancelled;
       if (ec) {
+        if (ec == asio::error::operation_aborted && idle_timed_out_) {
+          co_return EndReason::kIdleClient;
+        }
         if (ec == asio::error::operation_aborted && terminate_requested_) {
           co_return EndReason::kTerminated;
         }
@@ -540,6 +553,11 @@ awaitable<void> Session::finish(EndReason reason) {
       break;
     case EndReason::kCancelled:
       why = "relay cancelled";
+      break;
+    case EndReason::kIdleClient:
+      why = "idle longer than server.client_idle_timeout_ms";
+      co_await write_client(proto::encode_error(
+          "FATAL", "57P05", "terminating connection due to idle-session timeout (pgflip)"));
       break;
     case EndReason::kShutdown:
       why = "pgflip shutting down";

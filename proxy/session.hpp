@@ -15,6 +15,7 @@
 #include "protocol/frame_scanner.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/asio.hpp"
+#include "proxy/client_auth.hpp"
 #include "proxy/event.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/server_connection.hpp"
@@ -27,6 +28,7 @@ class Session : public std::enable_shared_from_this<Session> {
   /// Each state says what the session waits for; changed only in set_state().
   enum class State {
     kStartup,  // waiting for the client's startup packet (SSLRequest, StartupMessage, cancel)
+    kAuth,     // waiting for the client's password or SCRAM messages
     kLogin,    // logging in to the server on the client's behalf
     kActive,   // relaying bytes both ways
     kClosing,  // telling the client why, releasing the server connection
@@ -42,6 +44,7 @@ class Session : public std::enable_shared_from_this<Session> {
     kShutdown,    // pgflip is stopping and the session reached an idle boundary
     kTerminated,  // a switchover ended the session (straggler, unmovable, replay failed)
     kCancelled,   // the other direction ended first
+    kIdleClient,  // idle longer than server.client_idle_timeout_ms
   };
 
   Session(tcp::socket client, ProxyContext& context, std::uint64_t id);
@@ -99,8 +102,20 @@ class Session : public std::enable_shared_from_this<Session> {
                           const config::Endpoint& endpoint);
   void terminate_for_switchover(std::string message);
 
-  tcp::socket client_;
-  StreamSocket server_;
+  // Front door (session_front_door.cpp).
+  awaitable<bool> answer_encryption_request(bool tls_request, std::string& buffer,
+                                            int& negotiations);
+  awaitable<bool> start_direct_tls(std::string& buffer);
+  awaitable<bool> refuse_unencrypted();
+  awaitable<bool> authenticate();
+  void apply_front_door(ServerTarget& target, const config::Endpoint& endpoint) const;
+  /// Before a client read: starts the idle timer if the session is idle and an idle timeout
+  /// is configured. Returns whether it did; disarm_idle_timer() after the read.
+  [[nodiscard]] bool arm_idle_timer();
+  void disarm_idle_timer(const error_code& read_result);
+
+  ClientStream client_;  // plain TCP, or TLS once negotiated
+  ServerStream server_;
   ProxyContext& context_;
   const std::uint64_t id_;
   const std::shared_ptr<const config::Config> config_;
@@ -130,6 +145,15 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<std::pair<std::string, std::string>> server_parameters_;
 
   std::atomic<bool> shutdown_requested_{false};
+
+  // Front door state.
+  // What server logins may use for the client (its password, SCRAM keys or MD5 secret).
+  ClientCredentials credentials_;
+  // The client's per-user and per-database count while logged in.
+  ConnectionLimits::Ticket login_ticket_;
+  // server.client_idle_timeout_ms: armed for each client read while the session is idle.
+  std::unique_ptr<asio::steady_timer> idle_timer_;
+  bool idle_timed_out_ = false;
 
   // Switchover state, touched only on the session's executor.
   std::map<std::string, std::string>

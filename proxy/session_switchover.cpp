@@ -48,7 +48,7 @@ std::string quote_ident(std::string_view name) {
 }
 
 /// Sends `bytes` and reads until `ready_count` ReadyForQuery messages arrived.
-awaitable<QueryResult> exchange(StreamSocket& socket, const std::string& bytes, int ready_count) {
+awaitable<QueryResult> exchange(ServerStream& socket, const std::string& bytes, int ready_count) {
   QueryResult result;
   auto [wec, wn] = co_await asio::async_write(socket, asio::buffer(bytes), use_nothrow);
   (void)wn;

@@ -46,6 +46,9 @@ class MaybeTlsStream {
   /// Moves the socket into a TLS stream using `context`; the handshake is the caller's.
   void start_tls(ssl::context& context) {
     tls_ = std::make_unique<TlsStream>(std::move(socket_), context);
+    // Asio asks OpenSSL to free its buffers whenever they drain; a busy connection would then
+    // allocate and free 16 KiB per record. Keep them.
+    SSL_clear_mode(tls_->native_handle(), SSL_MODE_RELEASE_BUFFERS);
   }
 
   template <class MutableBuffers, class Token>
@@ -81,10 +84,27 @@ class MaybeTlsStream {
   void shutdown(asio::socket_base::shutdown_type what, error_code& ec) {
     socket().shutdown(what, ec);
   }
-  [[nodiscard]] bool is_open() const { return tls_ ? tls_->next_layer().is_open() : socket_.is_open(); }
+  [[nodiscard]] bool is_open() const {
+    return tls_ ? tls_->next_layer().is_open() : socket_.is_open();
+  }
   template <class Option>
   void set_option(const Option& option, error_code& ec) {
     socket().set_option(option, ec);
+  }
+  /// Bytes readable now without blocking. Over TLS always 0: the bytes on the socket are
+  /// records, and decrypted data waiting inside the TLS stream cannot be read synchronously.
+  [[nodiscard]] std::size_t available(error_code& ec) {
+    if (tls_) return 0;
+    return socket_.available(ec);
+  }
+  /// Synchronous read of what available() reported; plain connections only.
+  template <class MutableBuffers>
+  std::size_t read_some(const MutableBuffers& buffers, error_code& ec) {
+    if (tls_) {
+      ec = asio::error::operation_not_supported;
+      return 0;
+    }
+    return socket_.read_some(buffers, ec);
   }
   [[nodiscard]] auto remote_endpoint(error_code& ec) const {
     return tls_ ? tls_->next_layer().remote_endpoint(ec) : socket_.remote_endpoint(ec);

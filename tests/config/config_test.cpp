@@ -15,12 +15,14 @@
 #include "config/config.hpp"
 
 using pgflip::config::AuthMethod;
+using pgflip::config::ClientTlsMode;
 using pgflip::config::Config;
 using pgflip::config::ConfigError;
 using pgflip::config::Endpoint;
 using pgflip::config::load_config_file;
 using pgflip::config::parse_config;
 using pgflip::config::ReplicationSettings;
+using pgflip::config::SslMode;
 using pgflip::config::StragglerPolicy;
 using pgflip::config::SwitchoverSettings;
 using pgflip::config::UnmovablePolicy;
@@ -101,11 +103,26 @@ TEST_CASE("default-constructed settings match the documented defaults") {
   CHECK(config.server.shutdown_timeout == std::chrono::milliseconds(30000));
   CHECK(config.server.max_message_size == 64u * 1024 * 1024);
   CHECK(config.admin.socket == "/tmp/pgflip-admin.sock");
-  CHECK(config.auth.method == AuthMethod::kTrust);
+  CHECK(config.server.max_client_conn == 1000);
+  CHECK(config.server.max_client_conn_per_user == 0);
+  CHECK(config.server.max_client_conn_per_database == 0);
+  CHECK(config.server.client_idle_timeout == std::chrono::milliseconds(0));
+  CHECK(config.auth.method == AuthMethod::kScramSha256);
   CHECK(config.auth.users_file.empty());
+  CHECK(config.auth.query_user.empty());
+  CHECK(config.auth.query_password.empty());
+  CHECK(config.auth.query_database.empty());
+  CHECK(config.auth.query.find("$1") != std::string::npos);
+  CHECK(config.auth.admin_users.empty());
+  CHECK(config.tls.cert_file.empty());
+  CHECK(config.tls.key_file.empty());
+  CHECK(config.tls.client_tls == ClientTlsMode::kAllow);
+  CHECK_FALSE(config.tls.enabled());
   CHECK(config.blue.host == "127.0.0.1");
   CHECK(config.blue.port == 5432);
   CHECK(config.blue.admin_database == "postgres");
+  CHECK(config.blue.sslmode == SslMode::kPrefer);
+  CHECK(config.blue.sslrootcert.empty());
   CHECK_FALSE(config.green.has_value());
   CHECK(config.log.level == "info");
   CHECK(config.replication.databases.empty());
@@ -148,7 +165,9 @@ TEST_CASE("a file with only blue.host gets every default") {
   CHECK(config.server.shutdown_timeout == defaults.server.shutdown_timeout);
   CHECK(config.server.max_message_size == defaults.server.max_message_size);
   CHECK(config.admin.socket == defaults.admin.socket);
-  CHECK(config.auth.method == AuthMethod::kTrust);
+  CHECK(config.auth.method == AuthMethod::kScramSha256);
+  CHECK(config.blue.sslmode == SslMode::kPrefer);
+  CHECK(config.tls.client_tls == ClientTlsMode::kAllow);
   CHECK(config.log.level == "info");
   check_replication_defaults(config.replication);
   check_switchover_defaults(config.switchover);
@@ -173,8 +192,22 @@ TEST_CASE("the example file parses and states the real defaults") {
   CHECK(config.server.shutdown_timeout == defaults.server.shutdown_timeout);
   CHECK(config.server.max_message_size == defaults.server.max_message_size);
   CHECK(config.admin.socket == defaults.admin.socket);
+  CHECK(config.server.max_client_conn == defaults.server.max_client_conn);
+  CHECK(config.server.max_client_conn_per_user == defaults.server.max_client_conn_per_user);
+  CHECK(config.server.max_client_conn_per_database == defaults.server.max_client_conn_per_database);
+  CHECK(config.server.client_idle_timeout == defaults.server.client_idle_timeout);
   CHECK(config.auth.method == defaults.auth.method);
   CHECK(config.auth.users_file == defaults.auth.users_file);
+  CHECK(config.auth.query_user == defaults.auth.query_user);
+  CHECK(config.auth.query_password == defaults.auth.query_password);
+  CHECK(config.auth.query_database == defaults.auth.query_database);
+  CHECK(config.auth.query == defaults.auth.query);
+  CHECK(config.auth.admin_users == defaults.auth.admin_users);
+  CHECK(config.tls.cert_file == defaults.tls.cert_file);
+  CHECK(config.tls.key_file == defaults.tls.key_file);
+  CHECK(config.tls.client_tls == defaults.tls.client_tls);
+  CHECK(config.blue.sslmode == defaults.blue.sslmode);
+  CHECK(config.blue.sslrootcert == defaults.blue.sslrootcert);
   CHECK(config.blue.user == defaults.blue.user);
   CHECK(config.blue.password == defaults.blue.password);
   CHECK(config.blue.database == defaults.blue.database);
@@ -195,11 +228,24 @@ connect_timeout_ms = 100
 startup_timeout_ms = 200
 shutdown_timeout_ms = 300
 max_message_size = 2048
+max_client_conn = 50
+max_client_conn_per_user = 5
+max_client_conn_per_database = 7
+client_idle_timeout_ms = 60000
 [admin]
 socket = "/run/pgflip/admin.sock"
 [auth]
-method = "trust"
+method = "md5"
 users_file = "/etc/pgflip/users.txt"
+query_user = "pgflip_auth"
+query_password = "lookup"
+query_database = "postgres"
+query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1"
+admin_users = ["ops", "dba"]
+[tls]
+cert_file = "/etc/pgflip/server.crt"
+key_file = "/etc/pgflip/server.key"
+client_tls = "require"
 [blue]
 host = "blue.internal"
 port = 5440
@@ -209,9 +255,12 @@ database = "shop"
 admin_user = "postgres"
 admin_password = "root"
 admin_database = "admin"
+sslmode = "verify-full"
+sslrootcert = "/etc/pgflip/ca.crt"
 [green]
 host = "::1"
 port = 5441
+sslmode = "disable"
 [log]
 level = "debug"
 )");
@@ -222,8 +271,25 @@ level = "debug"
   CHECK(config.server.startup_timeout == std::chrono::milliseconds(200));
   CHECK(config.server.shutdown_timeout == std::chrono::milliseconds(300));
   CHECK(config.server.max_message_size == 2048);
+  CHECK(config.server.max_client_conn == 50);
+  CHECK(config.server.max_client_conn_per_user == 5);
+  CHECK(config.server.max_client_conn_per_database == 7);
+  CHECK(config.server.client_idle_timeout == std::chrono::milliseconds(60000));
   CHECK(config.admin.socket == "/run/pgflip/admin.sock");
+  CHECK(config.auth.method == AuthMethod::kMd5);
   CHECK(config.auth.users_file == "/etc/pgflip/users.txt");
+  CHECK(config.auth.query_user == "pgflip_auth");
+  CHECK(config.auth.query_password == "lookup");
+  CHECK(config.auth.query_database == "postgres");
+  CHECK(config.auth.query == "SELECT usename, passwd FROM pg_shadow WHERE usename = $1");
+  CHECK(config.auth.admin_users == std::vector<std::string>{"ops", "dba"});
+  CHECK(config.tls.cert_file == "/etc/pgflip/server.crt");
+  CHECK(config.tls.key_file == "/etc/pgflip/server.key");
+  CHECK(config.tls.client_tls == ClientTlsMode::kRequire);
+  CHECK(config.tls.enabled());
+  CHECK(config.blue.sslmode == SslMode::kVerifyFull);
+  CHECK(config.blue.sslrootcert == "/etc/pgflip/ca.crt");
+  CHECK(config.green->sslmode == SslMode::kDisable);
   CHECK(config.blue.host == "blue.internal");
   CHECK(config.blue.port == 5440);
   CHECK(config.blue.user == "app");
@@ -353,7 +419,7 @@ TEST_CASE("unknown tables are named in full") {
   CHECK(error_of(std::string(kBlue) + "[switchover.guardrails]\nmax_lag_ms = 1\n") ==
         "test.toml:3:13: switchover.guardrails: unknown table 'switchover.guardrails'");
   CHECK(error_of(std::string(kBlue) + "[blue.tls]\nmode = \"require\"\n") ==
-        "test.toml:3:7: blue.tls: unknown table 'blue.tls'");
+        "test.toml:3:7: blue.tls: unknown table 'blue.tls'; did you mean 'tls'?");
 }
 
 TEST_CASE("wrong types name the key, the expected and the actual type") {
@@ -476,20 +542,107 @@ TEST_CASE("green must not be the very server and database blue is") {
       "[blue]\nhost = \"db\"\ndatabase = \"a\"\n[green]\nhost = \"db\"\ndatabase = \"b\"\n"));
 }
 
-TEST_CASE("auth.method: trust works, md5 and scram-sha-256 are not enabled yet") {
+TEST_CASE("auth.method: trust, md5 and scram-sha-256 (the default)") {
   CHECK(parse(std::string(kBlue) + "[auth]\nmethod = \"trust\"\n").auth.method ==
         AuthMethod::kTrust);
-  CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"md5\"\n") ==
-        "test.toml:4:10: auth.method: 'md5' is not supported in this version yet (only 'trust')");
-  CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"scram-sha-256\"\n") ==
-        "test.toml:4:10: auth.method: 'scram-sha-256' is not supported in this version yet (only "
-        "'trust')");
+  CHECK(parse(std::string(kBlue) + "[auth]\nmethod = \"md5\"\n").auth.method == AuthMethod::kMd5);
+  CHECK(parse(std::string(kBlue) + "[auth]\nmethod = \"scram-sha-256\"\n").auth.method ==
+        AuthMethod::kScramSha256);
+  CHECK(parse(std::string(kBlue) + "[auth]\n").auth.method == AuthMethod::kScramSha256);
   CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"password\"\n") ==
         "test.toml:4:10: auth.method: must be one of 'trust', 'md5', 'scram-sha-256', got "
         "'password'");
   CHECK(pgflip::config::to_string(AuthMethod::kTrust) == "trust");
   CHECK(pgflip::config::to_string(AuthMethod::kMd5) == "md5");
   CHECK(pgflip::config::to_string(AuthMethod::kScramSha256) == "scram-sha-256");
+}
+
+TEST_CASE("[auth] paths, lookup query and admin users are checked") {
+  CHECK(error_of(std::string(kBlue) + "[auth]\nusers_file = \"users.txt\"\n") ==
+        "test.toml:4:14: auth.users_file: must be an absolute path (start with '/'), got "
+        "'users.txt'");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nusers_file = \"/etc/\"\n") ==
+        "test.toml:4:14: auth.users_file: '/etc/' names a directory; give a file path");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nquery = \"select 1\"\n") ==
+        "test.toml:4:9: auth.query: must use $1 for the user name being looked up");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nquery = \"\"\n") ==
+        "test.toml:4:9: auth.query: must not be empty");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nadmin_users = [\"ops\", \"\"]\n") ==
+        "test.toml:4:23: auth.admin_users: item 2: must not be empty");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nadmin_users = [\"" + std::string(64, 'a') +
+                 "\"]\n") == "test.toml:4:16: auth.admin_users: item 1: '" + std::string(64, 'a') +
+                                 "' is 64 bytes long; a PostgreSQL role name has at most 63");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nadmin_users = \"ops\"\n") ==
+        "test.toml:4:15: auth.admin_users: expected an array of strings, got string");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nquery_usr = \"x\"\n") ==
+        "test.toml:4:1: auth.query_usr: unknown key 'auth.query_usr'; did you mean "
+        "'auth.query_user'?");
+}
+
+TEST_CASE("[tls]: certificate and key together; require needs them") {
+  const Config config =
+      parse(std::string(kBlue) + "[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n");
+  CHECK(config.tls.enabled());
+  CHECK(config.tls.client_tls == ClientTlsMode::kAllow);
+  CHECK_FALSE(parse(std::string(kBlue) + "[tls]\ncert_file = \"/c.pem\"\nkey_file = "
+                                         "\"/k.pem\"\nclient_tls = \"disable\"\n")
+                  .tls.enabled());
+  CHECK(error_of(std::string(kBlue) + "[tls]\ncert_file = \"/c.pem\"\n") ==
+        "test.toml:4:13: tls.cert_file: is set but tls.key_file is not; TLS needs both the "
+        "certificate and its key");
+  CHECK(error_of(std::string(kBlue) + "[tls]\nkey_file = \"/k.pem\"\n") ==
+        "test.toml:4:12: tls.key_file: is set but tls.cert_file is not; TLS needs both the "
+        "certificate and its key");
+  CHECK(error_of(std::string(kBlue) + "[tls]\nclient_tls = \"require\"\n") ==
+        "test.toml:4:14: tls.client_tls: 'require' needs tls.cert_file and tls.key_file");
+  CHECK(error_of(std::string(kBlue) + "[tls]\nclient_tls = \"prefer\"\n") ==
+        "test.toml:4:14: tls.client_tls: must be one of 'disable', 'allow', 'require', got "
+        "'prefer'");
+  CHECK(error_of(std::string(kBlue) + "[tls]\ncert_file = \"c.pem\"\nkey_file = \"/k\"\n") ==
+        "test.toml:4:13: tls.cert_file: must be an absolute path (start with '/'), got 'c.pem'");
+  CHECK(pgflip::config::to_string(ClientTlsMode::kDisable) == "disable");
+  CHECK(pgflip::config::to_string(ClientTlsMode::kAllow) == "allow");
+  CHECK(pgflip::config::to_string(ClientTlsMode::kRequire) == "require");
+}
+
+TEST_CASE("blue.sslmode and blue.sslrootcert: libpq's modes, a CA for the verifying ones") {
+  for (SslMode mode : {SslMode::kDisable, SslMode::kPrefer, SslMode::kRequire, SslMode::kVerifyCa,
+                       SslMode::kVerifyFull}) {
+    const std::string name(pgflip::config::to_string(mode));
+    CAPTURE(name);
+    CHECK(parse("[blue]\nhost = \"db\"\nsslmode = \"" + name + "\"\nsslrootcert = \"/ca.pem\"\n")
+              .blue.sslmode == mode);
+  }
+  CHECK(parse("[blue]\nhost = \"db\"\nsslmode = \"verify-full\"\nsslrootcert = \"system\"\n")
+            .blue.sslrootcert == "system");
+  CHECK(error_of("[blue]\nhost = \"db\"\nsslmode = \"verify-full\"\n") ==
+        "test.toml:3:11: blue.sslmode: 'verify-full' needs blue.sslrootcert (a CA file, or "
+        "'system' for the system's trust store)");
+  CHECK(error_of("[blue]\nhost = \"db\"\n[green]\nhost = \"db2\"\nsslmode = \"verify-ca\"\n") ==
+        "test.toml:5:11: green.sslmode: 'verify-ca' needs green.sslrootcert (a CA file, or "
+        "'system' for the system's trust store)");
+  CHECK(error_of("[blue]\nhost = \"db\"\nsslmode = \"allow\"\n") ==
+        "test.toml:3:11: blue.sslmode: must be one of 'disable', 'prefer', 'require', "
+        "'verify-ca', 'verify-full', got 'allow'");
+  CHECK(error_of("[blue]\nhost = \"db\"\nsslrootcert = \"ca.pem\"\n") ==
+        "test.toml:3:15: blue.sslrootcert: must be an absolute path (start with '/') or "
+        "'system', got 'ca.pem'");
+  CHECK(error_of("[blue]\nhost = \"/run/pg\"\nsslmode = \"require\"\n") ==
+        "test.toml:3:11: blue.sslmode: 'require' cannot be met over a Unix socket (no TLS "
+        "there); use 'disable' or 'prefer', or a TCP host");
+  CHECK_NOTHROW((void)parse("[blue]\nhost = \"/run/pg\"\nsslmode = \"prefer\"\n"));
+}
+
+TEST_CASE("connection limits and the idle timeout") {
+  CHECK(error_of(std::string(kBlue) + "[server]\nmax_client_conn = 0\n") ==
+        "test.toml:4:19: server.max_client_conn: must be between 1 and 1000000, got 0");
+  CHECK(parse(std::string(kBlue) + "[server]\nmax_client_conn_per_user = 0\n")
+            .server.max_client_conn_per_user == 0);
+  CHECK(error_of(std::string(kBlue) + "[server]\nmax_client_conn_per_database = -1\n") ==
+        "test.toml:4:32: server.max_client_conn_per_database: must be between 0 and 1000000, got "
+        "-1");
+  CHECK(error_of(std::string(kBlue) + "[server]\nclient_idle_timeout_ms = -5\n") ==
+        "test.toml:4:26: server.client_idle_timeout_ms: must be between 0 and 86400000, got -5");
 }
 
 TEST_CASE("log.level must be one of the spdlog level names") {

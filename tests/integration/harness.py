@@ -111,6 +111,8 @@ def toml_value(value):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     text = str(value).replace("\\", "\\\\").replace('"', '\\"')
     return f'"{text}"'
 
@@ -139,14 +141,21 @@ class Pgflip:
         runs = cluster.dir / "runs"  # emptied by the next `scripts/pgcluster start`
         runs.mkdir(exist_ok=True)
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs))
-        # Unix socket paths must stay under 108 bytes: the admin socket gets a short directory.
-        self.admin_dir = pathlib.Path(tempfile.mkdtemp(prefix="pgflip-it-"))
+        self._admin_dir = None
         self.config_path = self.workdir / "pgflip.toml"
         self.log_path = self.workdir / "pgflip.log"
         self.proc = None
         self.port = cluster.blue_port if DIRECT else None
         self.returncode = None
         self.overrides = overrides or {}
+
+    @property
+    def admin_dir(self):
+        """A short directory for the admin socket (Unix socket paths must stay under 108 bytes),
+        made on first use and removed by stop()."""
+        if self._admin_dir is None or not self._admin_dir.exists():
+            self._admin_dir = pathlib.Path(tempfile.mkdtemp(prefix="pgflip-it-"))
+        return self._admin_dir
 
     def config(self, port):
         sections = {
@@ -228,7 +237,13 @@ class Pgflip:
 
     def stop(self, timeout=15):
         """SIGTERM, then checks it exited cleanly (code 0, no sanitizer report)."""
-        shutil.rmtree(self.admin_dir, ignore_errors=True)
+        try:
+            return self._stop(timeout)
+        finally:
+            if self._admin_dir is not None and not self.running():
+                shutil.rmtree(self._admin_dir, ignore_errors=True)
+
+    def _stop(self, timeout):
         if DIRECT or self.proc is None:
             return 0
         if self.running():

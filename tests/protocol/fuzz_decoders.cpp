@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string_view>
 
+#include "protocol/frame_scanner.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/saslprep.hpp"
 #include "protocol/scram.hpp"
@@ -16,6 +17,18 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)decode_startup(buf);
   (void)decode_frontend(buf, 1 << 20);
   (void)decode_backend(buf, 1 << 20);
+
+  // The relay's hot-path scanner, fed in chunks whose sizes come from the first byte; every
+  // watched body it hands over must lie inside the input.
+  FrameScanner scanner(1 << 16);
+  for (char type : {'Z', 'S', 'E', 'Q', 'X'}) scanner.watch(type);
+  const std::size_t step = size == 0 ? 1 : 1 + data[0] % 17;
+  for (std::size_t at = 0; at < size; at += step) {
+    const auto status = scanner.scan(buf.substr(at, step), [&](char, std::string_view body) {
+      if (body.size() > size) __builtin_trap();
+    });
+    if (status != ScanStatus::kOk) break;
+  }
   (void)parse_sasl_initial_response(buf);
   (void)sasl_mechanisms(buf);
   (void)saslprep(buf);

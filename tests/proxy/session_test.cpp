@@ -96,6 +96,9 @@ struct Fixture {
     config->blue.user = "app";
     config->blue.password = "s3cret";
     config->server.startup_timeout = std::chrono::seconds(5);
+    // The scripted server speaks neither TLS nor client authentication.
+    config->auth.method = pgflip::config::AuthMethod::kTrust;
+    config->blue.sslmode = pgflip::config::SslMode::kDisable;
     context.config = config;
     context.router.set_active(Router::Active{"blue", config->blue, 0});
   }

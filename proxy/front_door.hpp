@@ -1,0 +1,65 @@
+// What every session's front door shares: TLS contexts, the users, connection counts; and
+// the steps of a client's arrival that are not the session's business (TLS, refusals).
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "config/config.hpp"
+#include "proxy/limits.hpp"
+#include "proxy/stream.hpp"
+#include "proxy/tls.hpp"
+#include "proxy/users.hpp"
+
+namespace pgflip::proxy {
+
+struct FrontDoor {
+  /// TLS towards clients; null when not offered (no certificate, or client_tls = disable).
+  std::shared_ptr<ClientTlsContext> client_tls;
+  /// TLS towards each environment's server ("blue", "green"), for sslmode != disable.
+  std::map<std::string, std::shared_ptr<ssl::context>, std::less<>> server_tls;
+  /// auth.users_file; null when none is configured.
+  std::shared_ptr<const UserStore> users;
+  ConnectionLimits limits;
+
+  /// Loads the certificates, CA files and users file `config` names. Start-up only (not
+  /// thread-safe); throws std::runtime_error naming the file at fault.
+  void load(const config::Config& config);
+
+  /// The TLS context for an environment's server, or null.
+  [[nodiscard]] std::shared_ptr<ssl::context> server_tls_for(std::string_view environment) const;
+
+  /// Counts a logged-in client against server.max_client_conn_per_user/_per_database.
+  /// Returns the message for a FATAL 53300, or empty when admitted (counted in `ticket`).
+  [[nodiscard]] std::string admit_login(const config::ServerSettings& settings,
+                                        const std::string& user, const std::string& database,
+                                        ConnectionLimits::Ticket& ticket);
+};
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit, and warns when that still cannot hold
+/// `max_clients` clients with their server connections.
+void raise_file_limit(std::uint32_t max_clients);
+
+/// Runs the server side of a client's TLS handshake. `initial` holds bytes already read that
+/// belong to it (PostgreSQL 17's direct TLS: the start of the ClientHello). With `direct`,
+/// the client must have negotiated ALPN "postgresql". Returns why it failed, or empty.
+[[nodiscard]] awaitable<std::string> accept_client_tls(ClientStream& client, ClientTlsContext& tls,
+                                                       std::string_view initial, bool direct);
+
+/// How long a refused client may take to close its end before pgflip closes the socket.
+inline constexpr std::chrono::milliseconds kRefusalGrace{500};
+
+/// Closes a client connection after a refusal: stops sending, then reads and discards until
+/// the client closes or `grace` passes. Closing with unread client bytes would make the
+/// kernel send a reset, which can destroy the ErrorResponse before the client reads it.
+awaitable<void> drain_and_close(tcp::socket& socket, std::chrono::milliseconds grace);
+
+/// Turns a connection away: sends `error` (a whole ErrorResponse), then closes once the
+/// client has closed or after a short grace period, so that unread client bytes do not make
+/// the kernel reset the connection and lose the error.
+awaitable<void> refuse_connection(tcp::socket socket, std::string error);
+
+}  // namespace pgflip::proxy

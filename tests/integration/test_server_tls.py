@@ -1,0 +1,103 @@
+"""TLS from pgflip to the servers, per environment, with libpq's sslmode meanings: blue runs with a
+certificate from the test CA that scripts/pgcluster made (DIR/tls); verify-full and verify-ca
+accept it, a CA made here does not; disable and prefer do what libpq does; SCRAM logins (and
+SCRAM pass-through) work over TLS, where the server offers SCRAM-SHA-256-PLUS."""
+
+import pathlib
+import shutil
+import tempfile
+
+import psycopg
+
+import frontdoor
+import harness
+
+DB = "app"
+
+
+class ServerTlsTest(harness.PgflipTestCase):
+    pgflip_only = True
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.ca_cert = cls.cluster.env.get("TLS_CA_CERT")
+        if not cls.ca_cert:
+            raise AssertionError("DIR/env has no TLS_CA_CERT: restart the cluster with "
+                                 "scripts/pgcluster start")
+        cls.tmp = pathlib.Path(tempfile.mkdtemp(prefix="pgflip-srvtls-"))
+        cls.addClassCleanup(shutil.rmtree, cls.tmp, True)
+        cls.other_ca = frontdoor.make_ca(cls.tmp, "other", "not blue's CA")
+
+    def proxy_with(self, **blue):
+        return self.start_pgflip({"auth": {"method": "trust"}, "blue": blue})
+
+    def server_ssl(self, proxy, user="postgres"):
+        """(ssl, version) of the blue backend serving a session through `proxy`."""
+        with proxy.connect(user=user, dbname=DB) as conn:
+            return conn.execute("select ssl, version from pg_stat_ssl "
+                                "where pid = pg_backend_pid()").fetchone()
+
+    def test_verify_full_and_verify_ca_with_the_cluster_ca(self):
+        for mode, host in (("verify-full", "127.0.0.1"), ("verify-full", "localhost"),
+                           ("verify-ca", "127.0.0.1"), ("require", "127.0.0.1")):
+            with self.subTest(mode=mode, host=host):
+                proxy = self.proxy_with(host=host, sslmode=mode, sslrootcert=self.ca_cert)
+                ssl_in_use, version = self.server_ssl(proxy)
+                self.assertTrue(ssl_in_use)
+                self.assertIn(version, ("TLSv1.2", "TLSv1.3"))
+                proxy.stop()
+
+    def test_a_certificate_from_another_ca_is_refused(self):
+        for mode in ("verify-full", "verify-ca", "require"):  # require + rootcert = verify-ca
+            with self.subTest(mode=mode):
+                proxy = self.proxy_with(sslmode=mode, sslrootcert=str(self.other_ca[0]))
+                with self.assertRaises(harness.ServerError) as caught:
+                    harness.RawClient(proxy.port, database=DB).close()
+                self.assertEqual(caught.exception.sqlstate, "08006")
+                self.assertIn("certificate verify failed", caught.exception.fields["M"])
+                self.assertIn("TLS handshake with blue", proxy.log_text())
+                proxy.stop()
+
+    def test_disable_prefer_and_require_without_a_ca(self):
+        expected = {"disable": False, "prefer": True, "require": True}
+        for mode, tls in expected.items():
+            with self.subTest(mode=mode):
+                proxy = self.proxy_with(sslmode=mode)
+                self.assertEqual(self.server_ssl(proxy)[0], tls)
+                proxy.stop()
+
+    def test_default_is_prefer(self):
+        proxy = self.start_pgflip({"auth": {"method": "trust"}})
+        self.assertTrue(self.server_ssl(proxy)[0])
+
+    def test_unix_socket_never_uses_tls(self):
+        proxy = self.proxy_with(host=self.cluster.blue_socket_dir, sslmode="prefer")
+        with proxy.connect(dbname=DB) as conn:
+            self.assertEqual(conn.execute("select count(*) from pg_stat_ssl "
+                                          "where pid = pg_backend_pid() and ssl").fetchone(), (0,))
+
+    def test_scram_login_over_verified_tls(self):
+        # Blue offers SCRAM-SHA-256-PLUS over TLS; pgflip binds the exchange to its certificate.
+        proxy = self.proxy_with(sslmode="verify-full", sslrootcert=self.ca_cert, user="app_scram",
+                                password="scram-secret")
+        self.assertTrue(self.server_ssl(proxy, user="anyone")[0])
+
+    def test_scram_pass_through_over_verified_tls(self):
+        with self.cluster.connect() as conn:
+            (secret,) = conn.execute("select rolpassword from pg_authid "
+                                     "where rolname = 'app_scram'").fetchone()
+        users = self.tmp / "userlist.txt"
+        users.write_text(frontdoor.userlist({"app_scram": secret}))
+        proxy = self.start_pgflip({"auth": {"method": "scram-sha-256", "users_file": str(users)},
+                                   "blue": {"sslmode": "verify-full",
+                                            "sslrootcert": self.ca_cert}})
+        dsn = proxy.dsn(user="app_scram", dbname=DB, password="scram-secret")
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute("select current_user, ssl from pg_stat_ssl "
+                               "where pid = pg_backend_pid()").fetchone()
+        self.assertEqual(row, ("app_scram", True))
+
+
+if __name__ == "__main__":
+    harness.main()
