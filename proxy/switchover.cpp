@@ -443,10 +443,25 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
 
     // 4. Drain: when green shows the sentinel, it has applied everything before it.
     steps.begin("drain");
-    const auto remaining =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    const auto sentinel = manager.write_sentinel_and_wait(
-        id, std::min(config.switchover.sentinel_timeout, remaining));
+    // Waited for in slices so that `abort` is noticed within one slice; every slice writes
+    // a fresh sentinel, and seeing the newest one implies all earlier ones were applied.
+    const auto drain_deadline =
+        std::min(deadline, Clock::now() + config.switchover.sentinel_timeout);
+    replication::SentinelResult sentinel;
+    for (;;) {
+      const auto slice = std::min(
+          std::chrono::milliseconds(500),
+          std::chrono::duration_cast<std::chrono::milliseconds>(drain_deadline - Clock::now()));
+      try {
+        sentinel =
+            manager.write_sentinel_and_wait(id, std::max(slice, std::chrono::milliseconds(1)));
+        break;
+      } catch (const replication::ReplicationError& error) {
+        if (error.kind() != replication::ErrorKind::kTimeout) throw;
+        check_deadline();
+        if (Clock::now() >= drain_deadline) throw;
+      }
+    }
     steps.end("sentinel " + id + " applied on green in " +
               std::to_string(static_cast<int>(sentinel.seconds * 1000)) + " ms");
     check_deadline();

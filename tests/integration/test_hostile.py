@@ -24,7 +24,7 @@ import harness
 DB = "it_hostile"
 PASSWORD = "hostile-Pass-1"
 # Generous enough for a pgbench login on a loaded two-core machine with a sanitized pgflip.
-STARTUP_TIMEOUT_MS = 5000
+STARTUP_TIMEOUT_MS = 8000
 SILENT = 1000
 PGBENCH_SECONDS = 30
 
