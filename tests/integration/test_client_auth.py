@@ -275,10 +275,12 @@ class ClientAuthTest(harness.PgflipTestCase):
 
     def test_idle_client_timeout(self):
         proxy = self.trust_proxy(client_idle_timeout_ms=300)
+        # Taken before the idle client exists: its idle timer can only start later, so the
+        # error must come at least 0.3 s after this (never early), however slow the machine.
+        start = time.monotonic()
         idle = harness.RawClient(proxy.port, database=DB)
         busy = harness.RawClient(proxy.port, database=DB)
         busy.query("begin")  # inside a transaction: not idle, not closed
-        start = time.monotonic()
         kind, body = idle.read_message()
         self.assertEqual(kind, b"E")
         self.assertEqual(harness.parse_error_fields(body)["C"], "57P05")
