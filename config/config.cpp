@@ -68,16 +68,10 @@ constexpr std::string_view kReplicationKeys[] = {
     "pg_bin_dir", "statement_timeout_ms",    "heartbeat_interval_ms",
 };
 constexpr std::string_view kSwitchoverKeys[] = {
-    "state_file",
-    "timeout_ms",
-    "drain_timeout_ms",
-    "sentinel_timeout_ms",
-    "max_lag_bytes",
-    "max_lag_ms",
-    "max_transaction_age_ms",
-    "on_straggler",
-    "unmovable_sessions",
-    "terminate_blue_backends",
+    "state_file",          "timeout_ms",         "drain_timeout_ms",
+    "sentinel_timeout_ms", "catchup_target_ms",  "catchup_timeout_ms",
+    "max_lag_bytes",       "max_lag_ms",         "max_transaction_age_ms",
+    "on_straggler",        "unmovable_sessions", "terminate_blue_backends",
 };
 constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
                                            "error", "critical", "off"};
@@ -763,6 +757,8 @@ void read_switchover(TableReader& reader, SwitchoverSettings& switchover) {
   reader.read_timeout("timeout_ms", switchover.timeout);
   reader.read_timeout("drain_timeout_ms", switchover.drain_timeout);
   reader.read_timeout("sentinel_timeout_ms", switchover.sentinel_timeout);
+  reader.read_milliseconds("catchup_target_ms", 0, switchover.catchup_target);
+  reader.read_milliseconds("catchup_timeout_ms", 0, switchover.catchup_timeout);
   reader.read_non_negative("max_lag_bytes", switchover.max_lag_bytes);
   reader.read_milliseconds("max_lag_ms", 0, switchover.max_lag);
   reader.read_timeout("max_transaction_age_ms", switchover.max_transaction_age);

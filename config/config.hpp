@@ -172,6 +172,12 @@ struct SwitchoverSettings {
   std::chrono::milliseconds drain_timeout{5000};
   /// switchover.sentinel_timeout_ms: green applies everything up to the sentinel.
   std::chrono::milliseconds sentinel_timeout{10000};
+  /// switchover.catchup_target_ms: before parking anyone, sentinels are written while clients
+  /// run until one reaches green within this; clients are then parked only for what remains.
+  std::chrono::milliseconds catchup_target{50};
+  /// switchover.catchup_timeout_ms: how long to try for that; then the switchover goes on and
+  /// the drain (bounded by sentinel_timeout_ms) absorbs the rest. 0 = skip the catch-up.
+  std::chrono::milliseconds catchup_timeout{10000};
   /// switchover.max_lag_bytes: guardrail.
   std::int64_t max_lag_bytes = 64 * 1024 * 1024;
   /// switchover.max_lag_ms: guardrail (heartbeat lag).

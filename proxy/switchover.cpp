@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <memory>
@@ -43,6 +44,16 @@ void maybe_exit_at(std::string_view step) {
     spdlog::default_logger()->flush();
     std::_Exit(70);
   }
+}
+
+/// How often green is asked whether a sentinel has arrived (one indexed lookup each).
+constexpr std::chrono::milliseconds kSentinelPoll{2};
+
+/// Milliseconds with one decimal, for step details.
+std::string format_ms(double ms) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.1f", ms);
+  return text;
 }
 
 double ms_since(Clock::time_point start) {
@@ -371,7 +382,51 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
     }
     check_deadline();
 
-    // 1. Pre-warm: hold new logins, then open one green connection per live session.
+    // 1. Catch up: while clients still run, write sentinels until green applies one within
+    //    catchup_target_ms, so that parked clients wait only for the last few milliseconds of
+    //    replication instead of whatever backlog green had. The connections stay open for the
+    //    drain.
+    steps.begin("catchup");
+    replication::SentinelWatch watch = manager.watch_sentinels();
+    auto wait_for_sentinel = [&](Clock::time_point until) {
+      for (;;) {
+        const auto slice = std::min(until, Clock::now() + std::chrono::milliseconds(20));
+        if (watch.wait_until(slice, kSentinelPoll)) return true;
+        check_deadline();
+        if (Clock::now() >= until) return false;
+      }
+    };
+    {
+      const auto& target = config.switchover.catchup_target;
+      std::string detail = "skipped (switchover.catchup_timeout_ms = 0)";
+      if (config.switchover.catchup_timeout.count() > 0) {
+        const auto until = std::min(deadline, Clock::now() + config.switchover.catchup_timeout);
+        for (int round = 1;; ++round) {
+          watch.write(id + "/catchup-" + std::to_string(round));
+          const std::string rounds = " after " + std::to_string(round) + " sentinel(s)";
+          if (!wait_for_sentinel(until)) {
+            detail = "green had not applied the last sentinel" + rounds +
+                     " within catchup_timeout_ms; the drain waits for the rest";
+            break;
+          }
+          const double ms = watch.result().seconds * 1000;
+          const std::string took = "green applied a sentinel in " + format_ms(ms) + " ms";
+          if (ms <= static_cast<double>(target.count())) {
+            detail = took + rounds + " (catchup_target_ms " + std::to_string(target.count()) + ")";
+            break;
+          }
+          if (Clock::now() >= until) {
+            detail = took + rounds + ", still above catchup_target_ms " +
+                     std::to_string(target.count()) + "; the drain waits for the rest";
+            break;
+          }
+        }
+      }
+      steps.end(detail);
+    }
+    check_deadline();
+
+    // 2. Pre-warm: hold new logins, then open one green connection per live session.
     steps.begin("prewarm");
     context_.router.set_gate_closed(true);
     const auto logins_deadline = Clock::now() + config.server.connect_timeout;
@@ -389,7 +444,7 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
     steps.end(std::to_string(sessions.size()) + " green connection(s) ready");
     check_deadline();
 
-    // 2. Park every client at its next transaction boundary.
+    // 3. Park every client at its next transaction boundary.
     steps.begin("park");
     for (auto& s : sessions) s->decide(SwitchoverDecision::kPark);
     late = wait_phase(ParticipantPhase::kParked, Clock::now() + options.drain_timeout);
@@ -428,7 +483,7 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
               " unmovable");
     check_deadline();
 
-    // 3. Fence blue against writers that bypass pgflip.
+    // 4. Fence blue against writers that bypass pgflip.
     steps.begin("fence");
     replication::FenceOptions fence;
     fence.terminate_backends = config.switchover.terminate_blue_backends;
@@ -441,32 +496,22 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
               std::to_string(fence_result.terminated.size()) + " other backend(s) terminated");
     check_deadline();
 
-    // 4. Drain: when green shows the sentinel, it has applied everything before it.
+    // 5. Drain: when green shows a sentinel written after the fence, it has applied
+    //    everything. Waited for in slices so that `abort` is noticed promptly.
     steps.begin("drain");
-    // Waited for in slices so that `abort` is noticed within one slice; every slice writes
-    // a fresh sentinel, and seeing the newest one implies all earlier ones were applied.
-    const auto drain_deadline =
-        std::min(deadline, Clock::now() + config.switchover.sentinel_timeout);
-    replication::SentinelResult sentinel;
-    for (;;) {
-      const auto slice = std::min(
-          std::chrono::milliseconds(500),
-          std::chrono::duration_cast<std::chrono::milliseconds>(drain_deadline - Clock::now()));
-      try {
-        sentinel =
-            manager.write_sentinel_and_wait(id, std::max(slice, std::chrono::milliseconds(1)));
-        break;
-      } catch (const replication::ReplicationError& error) {
-        if (error.kind() != replication::ErrorKind::kTimeout) throw;
-        check_deadline();
-        if (Clock::now() >= drain_deadline) throw;
-      }
+    watch.write(id);
+    if (!wait_for_sentinel(std::min(deadline, Clock::now() + config.switchover.sentinel_timeout))) {
+      throw StepFailure{
+          "drain", "green did not apply sentinel " + id + " within " +
+                       std::to_string(config.switchover.sentinel_timeout.count()) +
+                       " ms (switchover.sentinel_timeout_ms; behind: " + watch.missing() + ")"};
     }
-    steps.end("sentinel " + id + " applied on green in " +
-              std::to_string(static_cast<int>(sentinel.seconds * 1000)) + " ms");
+    const auto sentinel = watch.result();
+    steps.end("sentinel " + id + " applied on green " + format_ms(sentinel.seconds * 1000) +
+              " ms after its commit on blue");
     check_deadline();
 
-    // 5. Sequences, read after the fence so no value can move on.
+    // 6. Sequences, read after the fence so no value can move on.
     steps.begin("sequences");
     const auto copied = manager.copy_sequences();
     sequences = copied.count();

@@ -63,6 +63,43 @@ struct CleanupOptions {
   std::chrono::milliseconds slot_release_timeout{10'000};
 };
 
+/// Sentinels written on blue and awaited on green over connections that stay open for the
+/// watch's lifetime (one blue and one green connection per replicated database), so that a
+/// switchover can measure green's apply lag before it parks clients and drain after it
+/// without paying for new logins each time. Made by Manager::watch_sentinels().
+class SentinelWatch {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  /// Inserts a sentinel row labelled `label` in every database on blue (autocommit: it is
+  /// committed when this returns). The previous sentinel is forgotten.
+  void write(std::string_view label);
+  /// Polls green every `poll_interval` until each database shows the last sentinel, or
+  /// `until` passes. True when every database shows it.
+  [[nodiscard]] bool wait_until(Clock::time_point until, std::chrono::milliseconds poll_interval);
+  /// The databases that do not show the last sentinel yet, comma-separated.
+  [[nodiscard]] std::string missing() const;
+  /// The last sentinel: per database its id and the seconds from its commit on blue to
+  /// green showing it; `seconds` is the slowest database's.
+  [[nodiscard]] SentinelResult result() const;
+
+ private:
+  friend class Manager;
+  struct Database {
+    std::string name;
+    PgConnection blue;
+    PgConnection green;
+    std::int64_t id = 0;
+    Clock::time_point written;
+    std::optional<double> seen_after;
+  };
+  explicit SentinelWatch(std::string table) : table_(std::move(table)) {}
+
+  std::string table_;  // quoted schema.heartbeat
+  std::string label_;
+  std::vector<Database> databases_;
+};
+
 /// One manager per pair of environments. Every call opens its own connections and closes
 /// them before returning; calls are synchronous and bounded by statement_timeout, the
 /// connect timeout and their own deadlines. Not thread-safe: call from one thread at a time.
@@ -108,6 +145,8 @@ class Manager {
   [[nodiscard]] SentinelResult write_sentinel_and_wait(
       std::string_view label, std::chrono::milliseconds timeout,
       std::chrono::milliseconds poll_interval = std::chrono::milliseconds(5));
+  /// Opens a blue and a green connection per database for repeated sentinels.
+  [[nodiscard]] SentinelWatch watch_sentinels();
 
   /// Reads every sequence of every database on blue (from the sequence relations: exact
   /// last_value and is_called) and sets them on green in one statement per database.

@@ -1,4 +1,5 @@
 // The drain sentinel (a row written on blue, awaited on green) and the exact sequence copy.
+#include <algorithm>
 #include <map>
 
 #include "replication/detail.hpp"
@@ -10,66 +11,94 @@ namespace pgflip::replication {
 using detail::Clock;
 using detail::seconds_since;
 
-SentinelResult Manager::write_sentinel_and_wait(std::string_view label,
-                                                std::chrono::milliseconds timeout,
-                                                std::chrono::milliseconds poll_interval) {
-  constexpr std::string_view kStep = "sentinel";
-  const auto start = Clock::now();
-  const auto deadline = start + timeout;
-  SentinelResult result;
-  result.label = std::string(label);
-  const std::string hb = quote_ident(names_.schema) + ".heartbeat";
+namespace {
+constexpr std::string_view kSentinelStep = "sentinel";
+}  // namespace
 
-  struct Pending {
-    std::string database;
-    PgConnection green;
-    std::int64_t id = 0;
-    Clock::time_point written;
-    std::optional<double> seen_after;
-  };
-  std::vector<Pending> pending;
+SentinelWatch Manager::watch_sentinels() {
+  SentinelWatch watch(quote_ident(names_.schema) + ".heartbeat");
   std::vector<DatabaseInfo> dbs;
   {
-    PgConnection maintenance = connect_maintenance(Side::kBlue, kStep);
+    PgConnection maintenance = connect_maintenance(Side::kBlue, kSentinelStep);
     dbs = database_infos(maintenance);
   }
-  // Green connections first, so connecting is not counted as waiting.
   for (const auto& db : dbs) {
-    pending.push_back({db.name, connect(Side::kGreen, db.name, kStep), 0, {}, std::nullopt});
+    watch.databases_.push_back({db.name,
+                                connect(Side::kBlue, db.name, kSentinelStep),
+                                connect(Side::kGreen, db.name, kSentinelStep),
+                                0,
+                                {},
+                                {}});
   }
-  for (auto& p : pending) {
-    PgConnection blue = connect(Side::kBlue, p.database, kStep);
+  return watch;
+}
+
+void SentinelWatch::write(std::string_view label) {
+  label_ = std::string(label);
+  for (auto& db : databases_) {
     // Autocommit: the row is committed when the INSERT returns. Logical replication applies
     // in commit order, so green showing it means everything committed before is applied.
-    p.id = blue.exec("INSERT INTO " + hb + " (kind, label) VALUES ('sentinel', $1) RETURNING id",
-                     {std::string(label)}, kStep)
-               .int64(0, 0);
-    p.written = Clock::now();
+    db.id =
+        db.blue
+            .exec("INSERT INTO " + table_ + " (kind, label) VALUES ('sentinel', $1) RETURNING id",
+                  {label_}, kSentinelStep)
+            .int64(0, 0);
+    db.written = Clock::now();
+    db.seen_after.reset();
   }
-  const bool all_seen = detail::poll_until(deadline, poll_interval, [&] {
+}
+
+bool SentinelWatch::wait_until(Clock::time_point until, std::chrono::milliseconds poll_interval) {
+  return detail::poll_until(until, poll_interval, [&] {
     bool done = true;
-    for (auto& p : pending) {
-      if (p.seen_after) continue;
-      if (p.green
-              .exec("SELECT 1 FROM " + hb + " WHERE id = $1::int8", {std::to_string(p.id)}, kStep)
+    for (auto& db : databases_) {
+      if (db.seen_after) continue;
+      if (db.green
+              .exec("SELECT 1 FROM " + table_ + " WHERE id = $1::int8", {std::to_string(db.id)},
+                    kSentinelStep)
               .rows() > 0) {
-        p.seen_after = seconds_since(p.written);
+        db.seen_after = seconds_since(db.written);
       } else {
         done = false;
       }
     }
     return done;
   });
-  if (!all_seen) {
-    std::string missing;
-    for (const auto& p : pending) {
-      if (!p.seen_after) missing += (missing.empty() ? "" : ", ") + p.database;
-    }
-    throw ReplicationError(ErrorKind::kTimeout, missing, std::string(kStep),
+}
+
+std::string SentinelWatch::missing() const {
+  std::string names;
+  for (const auto& db : databases_) {
+    if (!db.seen_after) names += (names.empty() ? "" : ", ") + db.name;
+  }
+  return names;
+}
+
+SentinelResult SentinelWatch::result() const {
+  SentinelResult result;
+  result.label = label_;
+  for (const auto& db : databases_) {
+    const double seen = db.seen_after.value_or(0);
+    result.databases.push_back({db.name, db.id, seen});
+    result.seconds = std::max(result.seconds, seen);
+  }
+  return result;
+}
+
+SentinelResult Manager::write_sentinel_and_wait(std::string_view label,
+                                                std::chrono::milliseconds timeout,
+                                                std::chrono::milliseconds poll_interval) {
+  const auto start = Clock::now();
+  // Connections first, so connecting is not counted as waiting.
+  SentinelWatch watch = watch_sentinels();
+  const auto deadline = start + timeout;
+  watch.write(label);
+  if (!watch.wait_until(deadline, poll_interval)) {
+    throw ReplicationError(ErrorKind::kTimeout, watch.missing(), std::string(kSentinelStep),
                            "green did not apply sentinel '" + std::string(label) + "' within " +
                                std::to_string(timeout.count()) + " ms");
   }
-  for (const auto& p : pending) result.databases.push_back({p.database, p.id, *p.seen_after});
+  SentinelResult result = watch.result();
   result.seconds = seconds_since(start);
   return result;
 }

@@ -63,6 +63,8 @@ void check_switchover_defaults(const SwitchoverSettings& switchover) {
   CHECK(switchover.timeout == defaults.timeout);
   CHECK(switchover.drain_timeout == defaults.drain_timeout);
   CHECK(switchover.sentinel_timeout == defaults.sentinel_timeout);
+  CHECK(switchover.catchup_target == defaults.catchup_target);
+  CHECK(switchover.catchup_timeout == defaults.catchup_timeout);
   CHECK(switchover.max_lag_bytes == defaults.max_lag_bytes);
   CHECK(switchover.max_lag == defaults.max_lag);
   CHECK(switchover.max_transaction_age == defaults.max_transaction_age);
@@ -136,6 +138,8 @@ TEST_CASE("default-constructed settings match the documented defaults") {
   CHECK(config.switchover.timeout == std::chrono::milliseconds(30000));
   CHECK(config.switchover.drain_timeout == std::chrono::milliseconds(5000));
   CHECK(config.switchover.sentinel_timeout == std::chrono::milliseconds(10000));
+  CHECK(config.switchover.catchup_target == std::chrono::milliseconds(50));
+  CHECK(config.switchover.catchup_timeout == std::chrono::milliseconds(10000));
   CHECK(config.switchover.max_lag_bytes == 67108864);
   CHECK(config.switchover.max_lag == std::chrono::milliseconds(5000));
   CHECK(config.switchover.max_transaction_age == std::chrono::milliseconds(60000));
@@ -697,6 +701,8 @@ state_file = "/run/pgflip/state.json"
 timeout_ms = 86400000
 drain_timeout_ms = 2000
 sentinel_timeout_ms = 3000
+catchup_target_ms = 0
+catchup_timeout_ms = 1500
 max_lag_bytes = 0
 max_lag_ms = 0
 max_transaction_age_ms = 4000
@@ -718,6 +724,8 @@ terminate_blue_backends = false
   CHECK(switchover.timeout == std::chrono::milliseconds(86400000));
   CHECK(switchover.drain_timeout == std::chrono::milliseconds(2000));
   CHECK(switchover.sentinel_timeout == std::chrono::milliseconds(3000));
+  CHECK(switchover.catchup_target == std::chrono::milliseconds(0));
+  CHECK(switchover.catchup_timeout == std::chrono::milliseconds(1500));
   CHECK(switchover.max_lag_bytes == 0);
   CHECK(switchover.max_lag == std::chrono::milliseconds(0));
   CHECK(switchover.max_transaction_age == std::chrono::milliseconds(4000));
@@ -829,6 +837,9 @@ TEST_CASE("bad [replication] and [switchover] values name the key, line and colu
        "20: switchover.drain_timeout_ms: must be between 1 and 86400000, got 0"},
       {"switchover", "sentinel_timeout_ms = -1",
        "23: switchover.sentinel_timeout_ms: must be between 1 and 86400000, got -1"},
+      {"switchover", "catchup_target_ms = -5",
+       "21: switchover.catchup_target_ms: must be between 0 and 86400000, got -5"},
+      {"switchover", "catchup_timeout_ms = 0", ""},
       {"switchover", "max_transaction_age_ms = 0",
        "26: switchover.max_transaction_age_ms: must be between 1 and 86400000, got 0"},
       {"switchover", "max_transaction_age_ms = 86400001",

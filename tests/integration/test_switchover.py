@@ -344,7 +344,7 @@ class PgbenchSwitchoverTest(SwitchoverTestCase):
         self.assertEqual(report["active"], "green")
         self.assertEqual(report["sessions"]["moved"], self.CLIENTS, str(so))
         self.assertEqual(report["sessions"]["ended"], 0, str(so))
-        self.assertEqual(so.steps(), ["guardrails", "prewarm", "park", "fence", "drain",
+        self.assertEqual(so.steps(), ["guardrails", "catchup", "prewarm", "park", "fence", "drain",
                                       "sequences", "commit", "flip", "cleanup"])
         self.assert_pgbench_clean(returncode, out, err, expected=total)
         self.assertRegex(out, rf"query mode: {mode}")

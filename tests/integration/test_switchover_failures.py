@@ -16,6 +16,8 @@ from test_switchover import SwitchoverTestCase
 
 # Guardrails that tolerate green's apply being held back on purpose by the test.
 PATIENT_GUARDRAILS = {"max_lag_ms": 600000, "max_lag_bytes": 1 << 34}
+# Green held back: the catch-up gives up quickly and leaves the rest to the drain.
+SHORT_CATCHUP = {"catchup_timeout_ms": 1000}
 
 
 @contextlib.contextmanager
@@ -70,7 +72,8 @@ class AbortTest(FailureCase):
     def test_drain_deadline_aborts_and_blue_serves_on(self):
         db = self.new_database("abort")
         self.pgbench_init(db)
-        proxy = self.start_switchover_pgflip([db], {"switchover": PATIENT_GUARDRAILS})
+        proxy = self.start_switchover_pgflip(
+            [db], {"switchover": {**PATIENT_GUARDRAILS, **SHORT_CATCHUP}})
         self.replication_init(proxy)
         bench = self.start_pgbench(proxy, db, "-c", "8", "-j", "2", "-T", "10")
         self.wait_history(db, 500)
@@ -78,6 +81,9 @@ class AbortTest(FailureCase):
         timeout = 5
         so = self.switchover(proxy, "--timeout", str(timeout), "--drain-timeout", "3")
         report = self.assert_aborted(so, "drain")
+        catchup = [s for s in report["steps"] if s["step"] == "catchup"]
+        self.assertEqual(len(catchup), 1, str(so))
+        self.assertIn("had not applied the last sentinel", catchup[0]["detail"])
         self.assertLess(so.elapsed, timeout + 5, "the abort overran the switchover timeout")
         self.assertEqual(report["sessions"]["released_to_blue"], 8, str(so))
         self.assertEqual(report["sessions"]["moved"], 0, str(so))
@@ -97,7 +103,8 @@ class AbortTest(FailureCase):
         db = self.new_database("opdrain")
         self.pgbench_init(db)
         proxy = self.start_switchover_pgflip(
-            [db], {"switchover": {**PATIENT_GUARDRAILS, "sentinel_timeout_ms": 30000}})
+            [db], {"switchover": {**PATIENT_GUARDRAILS, **SHORT_CATCHUP,
+                                  "sentinel_timeout_ms": 30000}})
         self.replication_init(proxy)
         client = proxy.connect(dbname=db)
         self.addCleanup(client.close)
