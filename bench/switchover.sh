@@ -17,7 +17,8 @@
 #   Two seconds before the cutover, a probe row written on blue is timed until green has it:
 #   green's replication lag under this load (the floor of any lag-gated cutover).
 #   3. from pgbench's per-transaction logs: the maximum and p99 latency of the transactions that
-#      overlap the cutover window [start, end] (the client-visible stall) and of all of them,
+#      overlap the cutover window (the client-visible stall: pgflip's park..flip steps, by their
+#      wall-clock start in the report; PgBouncer's PAUSE..RESUME) and of all of them,
 #      failed transactions and aborted clients; pgflip's own report (parked ms, total ms);
 #   4. reset: replication objects dropped, green's copy dropped, blue unfenced.
 # Prints one row per repetition and a summary table. Goal: max stall <= 250 ms, 0 failed.
@@ -391,6 +392,13 @@ for rep in range(1, reps + 1):
     lines = [json.loads(l) for l in open(f"{d}/switchover.json") if l.strip()]
     reply = lines[-1] if lines else {}
     r = reply.get("result") or {}
+    # Clients are held only from the park step to the end of the flip (the catch-up before it
+    # runs while they work): that is the window to compare with PgBouncer's PAUSE..RESUME.
+    by_step = {s["step"]: s for s in r.get("steps", []) if "started_at" in s}
+    if "park" in by_step:
+        start = by_step["park"]["started_at"]
+        last = by_step.get("flip") or max(by_step.values(), key=lambda s: s["started_at"])
+        end = last["started_at"] + last["ms"] / 1000
     row = {"method": "pgflip", "rep": rep, "window_ms": (end - start) * 1000,
            "ok": bool(reply.get("ok")), "outcome": r.get("outcome", "?"),
            "parked_max": r.get("max_parked_ms", float("nan")),

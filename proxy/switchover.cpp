@@ -94,10 +94,14 @@ class Steps {
     maybe_exit_at(name);
     current_ = std::move(name);
     started_ = Clock::now();
+    started_wall_ = std::chrono::system_clock::now();
   }
   void end(const std::string& detail) {
     const double ms = ms_since(started_);
-    steps_.push_back(json::object{{"step", current_}, {"ms", ms}, {"detail", detail}});
+    // Wall-clock start (Unix seconds) so that client-side logs can be lined up with a step.
+    const double at = std::chrono::duration<double>(started_wall_.time_since_epoch()).count();
+    steps_.push_back(
+        json::object{{"step", current_}, {"ms", ms}, {"started_at", at}, {"detail", detail}});
     char line[64];
     std::snprintf(line, sizeof line, "%-11s %8.1f ms  ", current_.c_str(), ms);
     emit_("step", std::string(line) + detail, steps_.back());
@@ -109,6 +113,7 @@ class Steps {
   const AdminEmit& emit_;
   std::string current_;
   Clock::time_point started_;
+  std::chrono::system_clock::time_point started_wall_;
   json::array steps_;
 };
 
