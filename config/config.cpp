@@ -62,7 +62,7 @@ constexpr std::string_view kEndpointKeys[] = {
     "host",       "port",           "user",           "password", "database",
     "admin_user", "admin_password", "admin_database", "sslmode",  "sslrootcert",
 };
-constexpr std::string_view kLogKeys[] = {"level"};
+constexpr std::string_view kLogKeys[] = {"level", "format"};
 constexpr std::string_view kReplicationKeys[] = {
     "databases",  "blue_conninfo_for_green", "name_prefix",           "retained_wal_alarm_bytes",
     "pg_bin_dir", "statement_timeout_ms",    "heartbeat_interval_ms",
@@ -633,6 +633,15 @@ void read_log(TableReader& reader, LogSettings& log) {
       log.level = std::move(*level);
     }
   }
+  if (auto format = reader.read_string("format")) {
+    if (*format == "text") {
+      log.format = LogFormat::kText;
+    } else if (*format == "json") {
+      log.format = LogFormat::kJson;
+    } else {
+      reader.report("format", "must be one of 'text', 'json', got '" + *format + "'");
+    }
+  }
 }
 
 std::optional<SslMode> parse_ssl_mode(std::string_view text) {
@@ -846,6 +855,16 @@ std::string_view to_string(ClientTlsMode mode) {
   return "unknown";
 }
 
+std::string_view to_string(LogFormat format) {
+  switch (format) {
+    case LogFormat::kText:
+      return "text";
+    case LogFormat::kJson:
+      return "json";
+  }
+  return "unknown";
+}
+
 std::string_view to_string(StragglerPolicy policy) {
   switch (policy) {
     case StragglerPolicy::kAbort:
@@ -864,6 +883,119 @@ std::string_view to_string(UnmovablePolicy policy) {
       return "abort";
   }
   return "unknown";
+}
+
+std::vector<std::string> known_keys() {
+  std::vector<std::string> keys;
+  for (const TableKeys& table : kSchema) {
+    for (std::string_view key : table.keys) keys.push_back(join_key(table.table, key));
+  }
+  return keys;
+}
+
+namespace {
+
+std::string list_text(const std::vector<std::string>& items) {
+  std::string text = "[";
+  for (const std::string& item : items) {
+    if (text.size() > 1) text += ", ";
+    text += "'" + item + "'";
+  }
+  return text + "]";
+}
+
+std::string ms_text(std::chrono::milliseconds ms) { return std::to_string(ms.count()); }
+
+void add_endpoint(std::string_view table, const std::optional<Endpoint>& endpoint,
+                  std::vector<std::pair<std::string, std::string>>& out) {
+  const auto add = [&](std::string_view key, std::string value) {
+    out.emplace_back(join_key(table, key), endpoint ? std::move(value) : "(no [green])");
+  };
+  const Endpoint e = endpoint.value_or(Endpoint{});
+  add("host", e.host);
+  add("port", std::to_string(e.port));
+  add("user", e.user);
+  add("password", e.password);
+  add("database", e.database);
+  add("admin_user", e.admin_user);
+  add("admin_password", e.admin_password);
+  add("admin_database", e.admin_database);
+  add("sslmode", std::string(to_string(e.sslmode)));
+  add("sslrootcert", e.sslrootcert);
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
+  std::vector<std::pair<std::string, std::string>> out;
+  const auto add = [&](std::string key, std::string value) {
+    out.emplace_back(std::move(key), std::move(value));
+  };
+  const ServerSettings& s = config.server;
+  add("server.listen", s.listen_host + ":" + std::to_string(s.listen_port));
+  add("server.workers", std::to_string(s.workers));
+  add("server.connect_timeout_ms", ms_text(s.connect_timeout));
+  add("server.startup_timeout_ms", ms_text(s.startup_timeout));
+  add("server.shutdown_timeout_ms", ms_text(s.shutdown_timeout));
+  add("server.max_message_size", std::to_string(s.max_message_size));
+  add("server.max_client_conn", std::to_string(s.max_client_conn));
+  add("server.max_client_conn_per_user", std::to_string(s.max_client_conn_per_user));
+  add("server.max_client_conn_per_database", std::to_string(s.max_client_conn_per_database));
+  add("server.client_idle_timeout_ms", ms_text(s.client_idle_timeout));
+  add("admin.socket", config.admin.socket);
+  const AuthSettings& a = config.auth;
+  add("auth.method", std::string(to_string(a.method)));
+  add("auth.users_file", a.users_file);
+  add("auth.query", a.query);
+  add("auth.query_user", a.query_user);
+  add("auth.query_password", a.query_password);
+  add("auth.query_database", a.query_database);
+  add("auth.admin_users", list_text(a.admin_users));
+  add("tls.cert_file", config.tls.cert_file);
+  add("tls.key_file", config.tls.key_file);
+  add("tls.client_tls", std::string(to_string(config.tls.client_tls)));
+  add_endpoint("blue", config.blue, out);
+  add_endpoint("green", config.green, out);
+  add("log.level", config.log.level);
+  add("log.format", std::string(to_string(config.log.format)));
+  const ReplicationSettings& r = config.replication;
+  add("replication.databases", list_text(r.databases));
+  add("replication.blue_conninfo_for_green", r.blue_conninfo_for_green);
+  add("replication.name_prefix", r.name_prefix);
+  add("replication.retained_wal_alarm_bytes", std::to_string(r.retained_wal_alarm_bytes));
+  add("replication.pg_bin_dir", r.pg_bin_dir);
+  add("replication.statement_timeout_ms", ms_text(r.statement_timeout));
+  add("replication.heartbeat_interval_ms", ms_text(r.heartbeat_interval));
+  const SwitchoverSettings& w = config.switchover;
+  add("switchover.state_file", w.state_file);
+  add("switchover.timeout_ms", ms_text(w.timeout));
+  add("switchover.drain_timeout_ms", ms_text(w.drain_timeout));
+  add("switchover.sentinel_timeout_ms", ms_text(w.sentinel_timeout));
+  add("switchover.max_lag_bytes", std::to_string(w.max_lag_bytes));
+  add("switchover.max_lag_ms", ms_text(w.max_lag));
+  add("switchover.max_transaction_age_ms", ms_text(w.max_transaction_age));
+  add("switchover.on_straggler", std::string(to_string(w.on_straggler)));
+  add("switchover.unmovable_sessions", std::string(to_string(w.unmovable_sessions)));
+  add("switchover.terminate_blue_backends", w.terminate_blue_backends ? "true" : "false");
+  // Same order as known_keys(): the schema's.
+  const std::vector<std::string> order = known_keys();
+  std::stable_sort(out.begin(), out.end(), [&](const auto& x, const auto& y) {
+    const auto rank = [&](const std::string& key) {
+      return std::find(order.begin(), order.end(), key) - order.begin();
+    };
+    return rank(x.first) < rank(y.first);
+  });
+  return out;
+}
+
+std::vector<std::string> changed_keys(const Config& before, const Config& after) {
+  const auto a = flatten(before);
+  const auto b = flatten(after);
+  std::vector<std::string> changed;
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) {
+    if (a[i].second != b[i].second) changed.push_back(a[i].first);
+  }
+  return changed;
 }
 
 Config parse_config(std::string_view toml_text, std::string_view source_name) {

@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace pgflip::config {
@@ -129,10 +130,18 @@ struct AuthSettings {
   std::vector<std::string> admin_users;
 };
 
+/// How log lines look (the [log] table's format).
+enum class LogFormat {
+  kText,  // "2025-01-31 12:00:00.123 info [c42] message"
+  kJson,  // one JSON object per line: ts, level, msg, conn, ...
+};
+
 /// The [log] table.
 struct LogSettings {
   /// One of trace, debug, info, warn, error, critical, off.
   std::string level = "info";
+  /// log.format = "text" | "json".
+  LogFormat format = LogFormat::kText;
 };
 
 /// The [replication] table: the embedded replication manager (blue → green logical replication).
@@ -221,6 +230,17 @@ class ConfigError : public std::runtime_error {
 /// Throws ConfigError.
 [[nodiscard]] Config parse_config(std::string_view toml_text, std::string_view source_name);
 
+/// Every key the file may hold, dotted ("server.listen", "blue.host", ...); tables not included.
+[[nodiscard]] std::vector<std::string> known_keys();
+
+/// Every key of `config` with its value as text, in known_keys() order; the keys of an absent
+/// [green] have the value "(no [green])". For comparing configurations: it holds passwords,
+/// never log or show the values.
+[[nodiscard]] std::vector<std::pair<std::string, std::string>> flatten(const Config& config);
+
+/// The dotted keys whose values differ between `before` and `after`.
+[[nodiscard]] std::vector<std::string> changed_keys(const Config& before, const Config& after);
+
 /// "trust", "md5" or "scram-sha-256": the spelling used in the file.
 [[nodiscard]] std::string_view to_string(AuthMethod method);
 
@@ -229,6 +249,9 @@ class ConfigError : public std::runtime_error {
 
 /// "disable", "allow" or "require".
 [[nodiscard]] std::string_view to_string(ClientTlsMode mode);
+
+/// "text" or "json": the spelling used in the file.
+[[nodiscard]] std::string_view to_string(LogFormat format);
 
 /// "abort" or "cancel": the spelling used in the file.
 [[nodiscard]] std::string_view to_string(StragglerPolicy policy);

@@ -15,6 +15,7 @@
 #include "protocol/md5.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/scram.hpp"
+#include "proxy/log.hpp"
 
 namespace pgflip::proxy {
 
@@ -101,10 +102,14 @@ struct Outcome {
   std::string error;
 };
 
+log::Conn log_conn(const ClientAuthRequest& request) {
+  return log::Conn{request.session_id, request.peer, request.user, request.database};
+}
+
 Outcome refused(const ClientAuthRequest& request, std::string_view sqlstate,
                 std::string_view message, std::string_view reason) {
-  spdlog::info("[c{}] {} user={} database={} authentication failed: {}", request.session_id,
-               request.peer, request.user, request.database, reason);
+  log::info(log_conn(request), "{} user={} database={} authentication failed: {}", request.peer,
+            request.user, request.database, reason);
   return Outcome{std::nullopt, proto::encode_error("FATAL", sqlstate, message)};
 }
 
@@ -117,8 +122,8 @@ awaitable<std::optional<std::string>> read_password_message(ClientStream& client
   ReadResult read = co_await read_message(client, pending);
   if (read.closed) {
     // psql and libpq close when they have no password yet, then ask the user: not an error.
-    spdlog::debug("[c{}] {} user={} connection ended during authentication: {}", request.session_id,
-                  request.peer, request.user, read.error);
+    log::debug(log_conn(request), "{} user={} connection ended during authentication: {}",
+               request.peer, request.user, read.error);
     co_return std::nullopt;
   }
   if (!read.message) {
@@ -212,8 +217,7 @@ awaitable<Outcome> scram_exchange(ClientStream& client, std::string& pending,
   } else {
     credentials.scram_keys = ScramPassThrough{*server.recovered_client_key(), server_key};
   }
-  spdlog::debug("[c{}] user={} authenticated with {}", request.session_id, request.user,
-                initial->mechanism);
+  log::debug(log_conn(request), "user={} authenticated with {}", request.user, initial->mechanism);
   co_return Outcome{std::move(credentials), {}};
 }
 

@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "proxy/reload.hpp"
 #include "replication/error.hpp"
 #include "replication/manager.hpp"
 
@@ -82,10 +83,10 @@ void ControlPlane::register_commands(AdminServer& admin) {
   admin.add("replication ack-ddl",
             "mark the DDL recorded on blue as applied to green (clears the DDL guardrail)",
             [this](const AdminRequest&, const AdminEmit&) {
-              if (!context_.config->green)
-                return AdminReply::failure("config", "no [green] is configured");
+              const auto config = context_.config();
+              if (!config->green) return AdminReply::failure("config", "no [green] is configured");
               return guarded([&] {
-                replication::Manager manager(replication_settings(*context_.config));
+                replication::Manager manager(replication_settings(*config));
                 const auto count = manager.acknowledge_ddl();
                 return AdminReply::success(
                     json::object{{"acknowledged", count}},
@@ -95,6 +96,10 @@ void ControlPlane::register_commands(AdminServer& admin) {
   admin.add("switchover",
             "move every session to green (args: timeout_s, drain_timeout_s, on_straggler, dry_run)",
             [this](const AdminRequest& r, const AdminEmit& emit) { return switchover(r, emit); });
+  admin.add("reload",
+            "re-read the configuration file; apply what can change live, list what needs a "
+            "restart",
+            [this](const AdminRequest&, const AdminEmit&) { return reload("admin"); });
   admin.add("abort", "abort the running switchover (before its commit point)",
             [this](const AdminRequest&, const AdminEmit&) {
               if (switchover_.request_abort()) {
@@ -107,7 +112,8 @@ void ControlPlane::register_commands(AdminServer& admin) {
 }
 
 AdminReply ControlPlane::status(const AdminRequest&) {
-  const auto& config = *context_.config;
+  const auto snapshot = context_.config();
+  const auto& config = *snapshot;
   const double uptime =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   const std::size_t sessions = context_.sessions.size();
@@ -132,9 +138,10 @@ AdminReply ControlPlane::status(const AdminRequest&) {
 }
 
 AdminReply ControlPlane::replication_precheck(const AdminRequest& request) {
-  if (!context_.config->green) return AdminReply::failure("config", "no [green] is configured");
+  const auto config = context_.config();
+  if (!config->green) return AdminReply::failure("config", "no [green] is configured");
   return guarded([&] {
-    replication::Manager manager(replication_settings(*context_.config));
+    replication::Manager manager(replication_settings(*config));
     replication::PrecheckOptions options;
     options.schema_copy_planned = flag(request.args, "copy_schema");
     options.role_copy_planned = flag(request.args, "copy_roles");
@@ -150,11 +157,12 @@ AdminReply ControlPlane::replication_precheck(const AdminRequest& request) {
 }
 
 AdminReply ControlPlane::replication_init(const AdminRequest& request, const AdminEmit& emit) {
-  if (!context_.config->green) return AdminReply::failure("config", "no [green] is configured");
+  const auto config = context_.config();
+  if (!config->green) return AdminReply::failure("config", "no [green] is configured");
   std::unique_lock lock(long_operation_, std::try_to_lock);
   if (!lock) return AdminReply::failure("busy", "another long admin operation is running");
   return guarded([&] {
-    replication::Manager manager(replication_settings(*context_.config));
+    replication::Manager manager(replication_settings(*config));
     replication::InitOptions options;
     options.copy_schema = flag(request.args, "copy_schema");
     options.copy_roles = flag(request.args, "copy_roles");
@@ -171,20 +179,22 @@ AdminReply ControlPlane::replication_init(const AdminRequest& request, const Adm
 }
 
 AdminReply ControlPlane::replication_status(const AdminRequest&) {
-  if (!context_.config->green) return AdminReply::failure("config", "no [green] is configured");
+  const auto config = context_.config();
+  if (!config->green) return AdminReply::failure("config", "no [green] is configured");
   return guarded([&] {
-    replication::Manager manager(replication_settings(*context_.config));
+    replication::Manager manager(replication_settings(*config));
     const auto report = manager.status();
     return AdminReply::success(report.to_json(), report.to_table());
   });
 }
 
 AdminReply ControlPlane::replication_cleanup(const AdminRequest&) {
-  if (!context_.config->green) return AdminReply::failure("config", "no [green] is configured");
+  const auto config = context_.config();
+  if (!config->green) return AdminReply::failure("config", "no [green] is configured");
   std::unique_lock lock(long_operation_, std::try_to_lock);
   if (!lock) return AdminReply::failure("busy", "another long admin operation is running");
   return guarded([&] {
-    replication::Manager manager(replication_settings(*context_.config));
+    replication::Manager manager(replication_settings(*config));
     const auto report = manager.cleanup();
     return AdminReply::success(report.to_json(), report.to_table());
   });
@@ -201,7 +211,52 @@ AdminReply ControlPlane::switchover(const AdminRequest& request, const AdminEmit
   }
   std::unique_lock lock(long_operation_, std::try_to_lock);
   if (!lock) return AdminReply::failure("busy", "another long admin operation is running");
+  std::unique_lock router_lock(router_change_, std::try_to_lock);
+  if (!router_lock) return AdminReply::failure("busy", "a configuration reload is running");
   return switchover_.run(std::get<SwitchoverOptions>(options), emit);
+}
+
+namespace {
+
+json::array key_array(const std::vector<std::string>& keys) {
+  json::array array;
+  for (const std::string& key : keys) array.emplace_back(key);
+  return array;
+}
+
+std::string key_list(const std::vector<std::string>& keys) {
+  if (keys.empty()) return "(none)";
+  std::string text;
+  for (const std::string& key : keys) text += (text.empty() ? "" : ", ") + key;
+  return text;
+}
+
+}  // namespace
+
+AdminReply ControlPlane::reload(std::string_view trigger) {
+  const std::string source = context_.config()->source;
+  std::unique_lock lock(router_change_, std::try_to_lock);
+  if (!lock) {
+    const std::string why = "a switchover or another reload is running; reload when it is done";
+    spdlog::error("configuration reload ({}) refused: {}", trigger, why);
+    return AdminReply::failure("busy", why);
+  }
+  ReloadOutcome outcome;
+  try {
+    outcome = reload_config(context_);
+  } catch (const std::exception& e) {
+    spdlog::error("configuration reload ({}) failed, the running configuration stays: {}", trigger,
+                  e.what());
+    return AdminReply::failure("config", e.what());
+  }
+  spdlog::info("configuration reloaded ({}) from {}: changed: {}; needs restart: {}", trigger,
+               source, key_list(outcome.changed), key_list(outcome.needs_restart));
+  std::string text = "reloaded " + source + "\n";
+  text += "changed (in force now):     " + key_list(outcome.changed) + "\n";
+  text += "needs a restart (not used): " + key_list(outcome.needs_restart) + "\n";
+  return AdminReply::success(json::object{{"changed", key_array(outcome.changed)},
+                                          {"needs_restart", key_array(outcome.needs_restart)}},
+                             std::move(text));
 }
 
 }  // namespace pgflip::proxy

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include "proxy/admin_server.hpp"
 #include "proxy/proxy_context.hpp"
@@ -25,6 +26,10 @@ class ControlPlane {
   /// At start-up: route by the durable state, undo a fence left by an interrupted switchover.
   void recover() { switchover_.recover(); }
 
+  /// Re-reads the configuration file (SIGHUP, the `reload` command); see reload.hpp. Refused
+  /// while a switchover runs. `trigger` names the cause in the log ("SIGHUP", "admin").
+  AdminReply reload(std::string_view trigger);
+
  private:
   AdminReply status(const AdminRequest& request);
   AdminReply replication_precheck(const AdminRequest& request);
@@ -37,6 +42,8 @@ class ControlPlane {
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   /// Long operations (init, cleanup, switchover) change the servers: one at a time.
   std::timed_mutex long_operation_;
+  /// A switchover and a reload both change the router's endpoint: never at the same time.
+  std::mutex router_change_;
   Switchover switchover_;
 };
 

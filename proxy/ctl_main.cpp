@@ -35,6 +35,9 @@ Commands:
                                        move every live session to green; prints each
                                        step and a report; exit 0 only when green serves
   abort                                abort a running switchover (before its commit point)
+  reload                               re-read pgflip's configuration file (as SIGHUP): lists the
+                                       keys now in force and those that need a restart; a bad
+                                       file is refused whole (reason printed, exit 1)
   help                                 the commands this pgflip serves
 
 Options:

@@ -12,6 +12,7 @@
 #include "proxy/asio.hpp"
 #include "proxy/control_plane.hpp"
 #include "proxy/front_door.hpp"
+#include "proxy/log.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/session.hpp"
 
@@ -41,12 +42,13 @@ struct Daemon::Impl {
   std::unique_ptr<AdminServer> admin;
 
   explicit Impl(std::shared_ptr<const config::Config> config) {
-    context.config = std::move(config);
+    context.set_config(std::move(config));
     control_plane = std::make_unique<ControlPlane>(context);
   }
 
   void listen() {
-    const auto& server = context.config->server;
+    const auto config = context.config();
+    const auto& server = config->server;
     tcp::resolver resolver(control);
     const auto results = resolver.resolve(server.listen_host, std::to_string(server.listen_port),
                                           tcp::resolver::passive);
@@ -56,8 +58,8 @@ struct Daemon::Impl {
     acceptor.bind(endpoint);
     acceptor.listen(asio::socket_base::max_listen_connections);
     spdlog::info("listening on {}:{} with {} worker(s); blue is {}:{}",
-                 endpoint.address().to_string(), endpoint.port(), workers.size(),
-                 context.config->blue.host, context.config->blue.port);
+                 endpoint.address().to_string(), endpoint.port(), workers.size(), config->blue.host,
+                 config->blue.port);
   }
 
   awaitable<void> accept_loop() {
@@ -72,7 +74,8 @@ struct Daemon::Impl {
         co_await timer.async_wait(use_nothrow);
         continue;
       }
-      const std::uint32_t max_clients = context.config->server.max_client_conn;
+      // Read per connection: a reload changes it.
+      const std::uint32_t max_clients = context.config()->server.max_client_conn;
       if (!context.front_door.limits.try_add_client(max_clients)) {
         spdlog::info("connection refused: server.max_client_conn ({}) reached", max_clients);
         asio::co_spawn(
@@ -94,7 +97,7 @@ struct Daemon::Impl {
                          try {
                            std::rethrow_exception(error);
                          } catch (const std::exception& e) {
-                           spdlog::error("[c{}] session failed: {}", id, e.what());
+                           log::error(log::Conn{id}, "session failed: {}", e.what());
                          }
                        }
                        context.sessions.remove(id);
@@ -109,7 +112,8 @@ struct Daemon::Impl {
       auto [ec, signal] = co_await signals.async_wait(use_nothrow);
       if (ec) co_return;
       if (signal == SIGHUP) {
-        spdlog::warn("SIGHUP ignored: configuration reload is not supported in this version");
+        spdlog::info("received SIGHUP: reloading the configuration");
+        (void)control_plane->reload("SIGHUP");  // logs what it did or why it failed
         continue;
       }
       spdlog::info("received {}: graceful stop", signal == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -126,7 +130,7 @@ struct Daemon::Impl {
     acceptor.close(ignored);
     if (admin) admin->stop();
     context.sessions.for_each([](const std::shared_ptr<Session>& s) { s->request_shutdown(); });
-    const auto deadline = Clock::now() + context.config->server.shutdown_timeout;
+    const auto deadline = Clock::now() + context.config()->server.shutdown_timeout;
     asio::steady_timer timer(control);
     while (context.sessions.size() > 0 && Clock::now() < deadline) {
       timer.expires_after(std::chrono::milliseconds(20));
@@ -154,21 +158,22 @@ Daemon::~Daemon() = default;
 
 int Daemon::run() {
   std::signal(SIGPIPE, SIG_IGN);
-  unsigned count = impl_->context.config->server.workers;
+  const auto config = impl_->context.config();
+  unsigned count = config->server.workers;
   if (count == 0) count = std::max(1U, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < count; ++i) impl_->workers.push_back(std::make_unique<Impl::Worker>());
   try {
-    impl_->context.front_door.load(*impl_->context.config);
+    impl_->context.front_door.load(*config);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
   }
-  raise_file_limit(impl_->context.config->server.max_client_conn);
+  raise_file_limit(config->server.max_client_conn);
   try {
     impl_->listen();
   } catch (const std::exception& e) {
-    spdlog::critical("cannot listen on {}:{}: {}", impl_->context.config->server.listen_host,
-                     impl_->context.config->server.listen_port, e.what());
+    spdlog::critical("cannot listen on {}:{}: {}", config->server.listen_host,
+                     config->server.listen_port, e.what());
     return 1;
   }
   try {
@@ -178,8 +183,7 @@ int Daemon::run() {
     return 1;
   }
   try {
-    impl_->admin =
-        std::make_unique<AdminServer>(impl_->control, impl_->context.config->admin.socket);
+    impl_->admin = std::make_unique<AdminServer>(impl_->control, config->admin.socket);
     impl_->control_plane->register_commands(*impl_->admin);
     impl_->admin->start();
   } catch (const std::exception& e) {

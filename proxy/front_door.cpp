@@ -30,14 +30,8 @@ void FrontDoor::load(const config::Config& config) {
   };
   add(config.blue, "blue");
   if (config.green) add(*config.green, "green");
-  if (!config.auth.users_file.empty()) {
-    try {
-      users = UserStore::load(config.auth.users_file);
-    } catch (const UsersFileError& e) {
-      throw std::runtime_error(std::string("auth.users_file: ") + e.what());
-    }
-  }
-  if (config.auth.method != config::AuthMethod::kTrust && !users &&
+  set_users(load_users(config));
+  if (config.auth.method != config::AuthMethod::kTrust && !users() &&
       config.auth.query_user.empty()) {
     spdlog::warn(
         "auth.method = {} but neither auth.users_file nor auth.query_user is set: "
@@ -46,6 +40,15 @@ void FrontDoor::load(const config::Config& config) {
   }
   if (config.tls.client_tls != config::ClientTlsMode::kDisable && !config.tls.enabled()) {
     spdlog::info("TLS to clients is off (no tls.cert_file/tls.key_file)");
+  }
+}
+
+std::shared_ptr<const UserStore> FrontDoor::load_users(const config::Config& config) {
+  if (config.auth.users_file.empty()) return nullptr;
+  try {
+    return UserStore::load(config.auth.users_file);
+  } catch (const UsersFileError& e) {
+    throw std::runtime_error(std::string("auth.users_file: ") + e.what());
   }
 }
 

@@ -2,6 +2,7 @@
 // the steps of a client's arrival that are not the session's business (TLS, refusals).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -21,13 +22,18 @@ struct FrontDoor {
   std::shared_ptr<ClientTlsContext> client_tls;
   /// TLS towards each environment's server ("blue", "green"), for sslmode != disable.
   std::map<std::string, std::shared_ptr<ssl::context>, std::less<>> server_tls;
-  /// auth.users_file; null when none is configured.
-  std::shared_ptr<const UserStore> users;
+  /// auth.users_file; null when none is configured. Thread-safe; a reload replaces it.
+  [[nodiscard]] std::shared_ptr<const UserStore> users() const { return users_.load(); }
+  void set_users(std::shared_ptr<const UserStore> users) { users_.store(std::move(users)); }
   ConnectionLimits limits;
 
   /// Loads the certificates, CA files and users file `config` names. Start-up only (not
   /// thread-safe); throws std::runtime_error naming the file at fault.
   void load(const config::Config& config);
+
+  /// Reads the users file `config` names (null when none). Throws std::runtime_error naming
+  /// the file and line at fault.
+  [[nodiscard]] static std::shared_ptr<const UserStore> load_users(const config::Config& config);
 
   /// The TLS context for an environment's server, or null.
   [[nodiscard]] std::shared_ptr<ssl::context> server_tls_for(std::string_view environment) const;
@@ -37,6 +43,9 @@ struct FrontDoor {
   [[nodiscard]] std::string admit_login(const config::ServerSettings& settings,
                                         const std::string& user, const std::string& database,
                                         ConnectionLimits::Ticket& ticket);
+
+ private:
+  std::atomic<std::shared_ptr<const UserStore>> users_;
 };
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, and warns when that still cannot hold

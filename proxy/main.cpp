@@ -1,14 +1,15 @@
 // pgflip daemon entry point: command line, configuration, logging.
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <string>
 
 #include "config/config.hpp"
 #include "proxy/daemon.hpp"
 #include "proxy/front_door.hpp"
+#include "proxy/log.hpp"
 
 namespace {
 
@@ -17,19 +18,13 @@ constexpr const char* kUsage = R"(pgflip - PostgreSQL proxy for blue/green cutov
 Usage:
   pgflip --config FILE          run the proxy
   pgflip --check-config FILE    validate FILE and exit (0 = valid)
+  pgflip --list-config-keys      print every configuration key, one per line
   pgflip --version | --help
 
 Signals: SIGTERM/SIGINT stop gracefully (sessions end at their next transaction
-boundary, bounded by server.shutdown_timeout_ms).
+boundary, bounded by server.shutdown_timeout_ms). SIGHUP re-reads FILE and applies
+what can change live (as `pgflipctl reload`); an invalid file changes nothing.
 )";
-
-void setup_logging(const std::string& level) {
-  auto logger = spdlog::stderr_logger_mt("pgflip");
-  logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
-  logger->set_level(spdlog::level::from_str(level));
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(logger);
-}
 
 }  // namespace
 
@@ -40,6 +35,10 @@ int main(int argc, char** argv) {
     const std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
       std::cout << kUsage;
+      return 0;
+    }
+    if (arg == "--list-config-keys") {
+      for (const std::string& key : pgflip::config::known_keys()) std::cout << key << "\n";
       return 0;
     }
     if (arg == "--version") {
@@ -59,6 +58,11 @@ int main(int argc, char** argv) {
     return 2;
   }
 
+  // Absolute, so that a reload finds the same file whatever the working directory.
+  std::error_code ec;
+  if (auto absolute = std::filesystem::absolute(config_path, ec); !ec) {
+    config_path = absolute.lexically_normal().string();
+  }
   std::shared_ptr<const pgflip::config::Config> config;
   try {
     config = std::make_shared<const pgflip::config::Config>(
@@ -80,7 +84,9 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  setup_logging(config->log.level);
+  pgflip::log::setup(config->log.level, config->log.format == pgflip::config::LogFormat::kJson
+                                            ? pgflip::log::Format::kJson
+                                            : pgflip::log::Format::kText);
   spdlog::info("pgflip {} starting with {}", PGFLIP_VERSION, config_path);
   pgflip::proxy::Daemon daemon(config);
   return daemon.run();

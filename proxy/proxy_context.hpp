@@ -59,7 +59,13 @@ class Router {
 };
 
 struct ProxyContext {
-  std::shared_ptr<const config::Config> config;
+  /// The configuration in force. A session takes a snapshot when it starts and keeps it; a
+  /// reload swaps in a new one for the sessions that come after. Thread-safe.
+  [[nodiscard]] std::shared_ptr<const config::Config> config() const { return config_.load(); }
+  void set_config(std::shared_ptr<const config::Config> config) {
+    config_.store(std::move(config));
+  }
+
   Router router;
   CancelRegistry cancels;
   SessionRegistry sessions;
@@ -68,6 +74,9 @@ struct ProxyContext {
   std::atomic<std::uint64_t> next_session_id{1};
   /// Sessions past the login gate that are not relaying yet; a switchover waits for 0.
   std::atomic<int> logins_in_flight{0};
+
+ private:
+  std::atomic<std::shared_ptr<const config::Config>> config_;
 };
 
 }  // namespace pgflip::proxy

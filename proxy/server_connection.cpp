@@ -9,6 +9,7 @@
 #include "protocol/md5.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/scram.hpp"
+#include "proxy/log.hpp"
 #include "proxy/tls.hpp"
 
 namespace pgflip::proxy {
@@ -345,11 +346,13 @@ awaitable<ServerLoginResult> connect_and_login(const ServerTarget& target,
 }
 
 awaitable<void> send_cancel_request(std::string host, std::uint16_t port, std::int32_t process_id,
-                                    std::int32_t secret_key, std::chrono::milliseconds timeout) {
+                                    std::int32_t secret_key, std::chrono::milliseconds timeout,
+                                    std::uint64_t conn_id) {
   auto [ec, plain] = co_await connect_server(host, port, timeout);
   ServerStream socket(std::move(plain));
   if (ec) {
-    spdlog::warn("cancel request to {}:{} not delivered: {}", host, port, ec.message());
+    log::warn(log::Conn{conn_id}, "cancel request to {}:{} not delivered: {}", host, port,
+              ec.message());
     co_return;
   }
   std::string out;

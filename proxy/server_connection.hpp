@@ -79,8 +79,10 @@ using ServerLoginResult = std::variant<ServerLogin, ServerLoginError>;
 [[nodiscard]] awaitable<std::variant<protocol::BackendMessage, std::string>> read_backend_message(
     ServerStream& socket, std::string& buffer, std::size_t max_size = 1024 * 1024);
 
-/// Sends a CancelRequest for (process_id, secret_key) to a server; best effort.
+/// Sends a CancelRequest for (process_id, secret_key) to a server; best effort. `conn_id` is
+/// the client session it is for (logs).
 awaitable<void> send_cancel_request(std::string host, std::uint16_t port, std::int32_t process_id,
-                                    std::int32_t secret_key, std::chrono::milliseconds timeout);
+                                    std::int32_t secret_key, std::chrono::milliseconds timeout,
+                                    std::uint64_t conn_id);
 
 }  // namespace pgflip::proxy

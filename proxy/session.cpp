@@ -59,7 +59,7 @@ Session::Session(tcp::socket client, ProxyContext& context, std::uint64_t id)
       server_(client_.get_executor()),
       context_(context),
       id_(id),
-      config_(context.config),
+      config_(context.config()),
       client_scanner_(config_->server.max_message_size),
       server_scanner_(kMaxServerMessageSize),
       switch_event_(client_.get_executor()),
@@ -84,8 +84,15 @@ Session::~Session() {
   if (cancel_key_allocated_) context_.cancels.release(client_process_id_);
 }
 
+log::Conn Session::log_conn() const {
+  const std::string* user = startup_message_.find("user");
+  const std::string* database = startup_message_.find("database");
+  return log::Conn{id_, peer_, user ? std::string_view(*user) : std::string_view(),
+                   database ? std::string_view(*database) : std::string_view()};
+}
+
 void Session::set_state(State state) {
-  spdlog::debug("[c{}] {} -> {}", id_, state_name(state_), state_name(state));
+  log::debug(log_conn(), "{} -> {}", state_name(state_), state_name(state));
   state_ = state;
 }
 
@@ -115,7 +122,7 @@ void Session::force_close() {
 }
 
 awaitable<void> Session::run() {
-  spdlog::debug("[c{}] connection from {}", id_, peer_);
+  log::debug(log_conn(), "connection from {}", peer_);
   const bool ready = co_await startup();
   if (ready) {
     set_state(State::kActive);
@@ -153,7 +160,7 @@ awaitable<bool> Session::startup() {
         "FATAL", "08006",
         "pgflip could not log in to the server in time (server.startup_timeout_ms)"));
   }
-  spdlog::info("[c{}] {} closed: startup timeout in state {}", id_, peer_, state_name(state_));
+  log::info(log_conn(), "{} closed: startup timeout in state {}", peer_, state_name(state_));
   co_return false;
 }
 
@@ -177,13 +184,13 @@ awaitable<bool> Session::read_startup_packet() {
                               unsupported ? "unsupported frontend protocol: " + error->detail
                                           : "invalid startup packet: " + error->detail);
       co_await write_client(std::move(reply));
-      spdlog::info("[c{}] {} closed: bad startup packet: {}", id_, peer_, error->detail);
+      log::info(log_conn(), "{} closed: bad startup packet: {}", peer_, error->detail);
       co_return false;
     }
     if (std::holds_alternative<proto::NeedMoreData>(result)) {
       auto [ec, n] = co_await client_.async_read_some(asio::buffer(chunk), use_nothrow);
       if (ec) {
-        spdlog::debug("[c{}] {} closed before startup: {}", id_, peer_, ec.message());
+        log::debug(log_conn(), "{} closed before startup: {}", peer_, ec.message());
         co_return false;
       }
       buffer.append(chunk.data(), n);
@@ -211,13 +218,13 @@ awaitable<bool> Session::read_startup_packet() {
 
 awaitable<bool> Session::handle_cancel_request(std::int32_t process_id, std::int32_t secret_key) {
   if (auto target = context_.cancels.find(process_id, secret_key)) {
-    spdlog::info("[c{}] cancel request for client key {} forwarded to {}:{}", id_, process_id,
-                 target->host, target->port);
+    log::info(log_conn(), "cancel request for client key {} forwarded to {}:{}", process_id,
+              target->host, target->port);
     co_await send_cancel_request(target->host, target->port, target->process_id, target->secret_key,
-                                 config_->server.connect_timeout);
+                                 config_->server.connect_timeout, id_);
   } else {
     // Like PostgreSQL: an unknown key is ignored silently, so keys cannot be probed.
-    spdlog::info("[c{}] cancel request with unknown key ignored", id_);
+    log::info(log_conn(), "cancel request with unknown key ignored");
   }
   co_return false;  // a cancel connection never becomes a session
 }
@@ -251,7 +258,7 @@ awaitable<bool> Session::login_to_server() {
       co_await write_client(proto::encode_error(
           "FATAL", "0A000",
           "pgflip does not proxy replication connections; connect to the server directly"));
-      spdlog::info("[c{}] {} refused: replication connection", id_, peer_);
+      log::info(log_conn(), "{} refused: replication connection", peer_);
       co_return false;
     }
   }
@@ -273,8 +280,8 @@ awaitable<bool> Session::login_to_server() {
 
   auto result = co_await connect_and_login(target, config_->server.connect_timeout);
   if (auto* error = std::get_if<ServerLoginError>(&result)) {
-    spdlog::warn("[c{}] {} user={} database={}: server login failed: {}", id_, peer_, target.user,
-                 target.database, error->reason);
+    log::warn(log_conn(), "{} user={} database={}: server login failed: {}", peer_, target.user,
+              target.database, error->reason);
     co_await write_client(std::move(error->error_message));
     co_return false;
   }
@@ -310,8 +317,8 @@ awaitable<bool> Session::login_to_server() {
   (void)n;
   client_write_in_progress_ = false;
   if (ec) co_return false;
-  spdlog::info("[c{}] {} user={} database={} connected to {} (server pid {})", id_, peer_,
-               target.user, target.database, environment_, server_process_id_);
+  log::info(log_conn(), "{} user={} database={} connected to {} (server pid {})", peer_,
+            target.user, target.database, environment_, server_process_id_);
   co_return true;
 }
 
@@ -509,7 +516,7 @@ awaitable<void> Session::write_client(std::string bytes) {
 awaitable<void> Session::cancel_server_query() {
   if (server_process_id_ == 0) co_return;
   co_await send_cancel_request(server_host_, server_port_, server_process_id_, server_secret_key_,
-                               config_->server.connect_timeout);
+                               config_->server.connect_timeout, id_);
 }
 
 awaitable<void> Session::finish(EndReason reason) {
@@ -580,7 +587,7 @@ awaitable<void> Session::finish(EndReason reason) {
   client_.close(ignored);
   const auto seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  spdlog::info("[c{}] {} closed after {:.3f}s: {}", id_, peer_, seconds, why);
+  log::info(log_conn(), "{} closed after {:.3f}s: {}", peer_, seconds, why);
 }
 
 }  // namespace pgflip::proxy

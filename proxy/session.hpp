@@ -17,6 +17,7 @@
 #include "proxy/asio.hpp"
 #include "proxy/client_auth.hpp"
 #include "proxy/event.hpp"
+#include "proxy/log.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/server_connection.hpp"
 #include "proxy/switchover_run.hpp"
@@ -69,6 +70,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void set_state(State state);
+  /// What this session's log lines carry besides the message (log.hpp).
+  [[nodiscard]] log::Conn log_conn() const;
   void uncount_login();
   /// Idle: no request outstanding, not inside a transaction, at a message boundary
   /// in both directions. Only here may a session be held, ended or moved.

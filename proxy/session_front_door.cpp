@@ -13,13 +13,13 @@ awaitable<bool> Session::answer_encryption_request(bool tls_request, std::string
                                                    int& negotiations) {
   if (++negotiations > 2) {
     co_await write_client(proto::encode_error("FATAL", "08P01", "too many encryption requests"));
-    spdlog::info("[c{}] {} closed: too many encryption requests", id_, peer_);
+    log::info(log_conn(), "{} closed: too many encryption requests", peer_);
     co_return false;
   }
   if (client_.is_tls()) {
     co_await write_client(proto::encode_error(
         "FATAL", "08P01", "protocol violation: encryption request on an encrypted connection"));
-    spdlog::info("[c{}] {} closed: encryption request inside TLS", id_, peer_);
+    log::info(log_conn(), "{} closed: encryption request inside TLS", peer_);
     co_return false;
   }
   if (!buffer.empty()) {
@@ -27,10 +27,10 @@ awaitable<bool> Session::answer_encryption_request(bool tls_request, std::string
     // the handshake and could have been injected by a man in the middle (CVE-2021-23214).
     co_await write_client(proto::encode_error(
         "FATAL", "08P01", "received unencrypted data after SSL or GSSAPI encryption request"));
-    spdlog::warn(
-        "[c{}] {} closed: {} bytes sent before the encryption answer (possible "
-        "man-in-the-middle)",
-        id_, peer_, buffer.size());
+    log::warn(log_conn(),
+              "{} closed: {} bytes sent before the encryption answer (possible "
+              "man-in-the-middle)",
+              peer_, buffer.size());
     co_return false;
   }
   ClientTlsContext* tls = context_.front_door.client_tls.get();
@@ -42,10 +42,10 @@ awaitable<bool> Session::answer_encryption_request(bool tls_request, std::string
   }
   co_await write_client("S");
   if (std::string error = co_await accept_client_tls(client_, *tls, {}, false); !error.empty()) {
-    spdlog::info("[c{}] {} closed: {}", id_, peer_, error);
+    log::info(log_conn(), "{} closed: {}", peer_, error);
     co_return false;
   }
-  spdlog::debug("[c{}] TLS established ({})", id_, SSL_get_version(client_.native_tls()));
+  log::debug(log_conn(), "TLS established ({})", SSL_get_version(client_.native_tls()));
   co_return true;
 }
 
@@ -53,17 +53,17 @@ awaitable<bool> Session::start_direct_tls(std::string& buffer) {
   ClientTlsContext* tls = context_.front_door.client_tls.get();
   if (tls == nullptr) {
     // Nothing sensible can be said in the clear to a TLS client.
-    spdlog::info("[c{}] {} closed: direct TLS connection, but TLS is not configured", id_, peer_);
+    log::info(log_conn(), "{} closed: direct TLS connection, but TLS is not configured", peer_);
     co_return false;
   }
   const std::string initial = std::move(buffer);
   buffer.clear();
   if (std::string error = co_await accept_client_tls(client_, *tls, initial, true);
       !error.empty()) {
-    spdlog::info("[c{}] {} closed: {}", id_, peer_, error);
+    log::info(log_conn(), "{} closed: {}", peer_, error);
     co_return false;
   }
-  spdlog::debug("[c{}] direct TLS established ({})", id_, SSL_get_version(client_.native_tls()));
+  log::debug(log_conn(), "direct TLS established ({})", SSL_get_version(client_.native_tls()));
   co_return true;
 }
 
@@ -73,7 +73,7 @@ awaitable<bool> Session::refuse_unencrypted() {
   }
   co_await write_client(proto::encode_error(
       "FATAL", "28000", "pgflip requires TLS (SSL) connections (tls.client_tls = require)"));
-  spdlog::info("[c{}] {} refused: no TLS and tls.client_tls = require", id_, peer_);
+  log::info(log_conn(), "{} refused: no TLS and tls.client_tls = require", peer_);
   co_return false;
 }
 
@@ -87,7 +87,7 @@ awaitable<bool> Session::authenticate() {
 
   ClientAuthRequest request;
   request.config = config_;
-  request.users = front_door.users;
+  request.users = front_door.users();
   request.lookup_endpoint = &active.endpoint;
   request.lookup_environment = active.name;
   request.lookup_tls = front_door.server_tls_for(active.name);
@@ -106,7 +106,7 @@ awaitable<bool> Session::authenticate() {
   if (std::string refusal = front_door.admit_login(config_->server, user, database, login_ticket_);
       !refusal.empty()) {
     co_await write_client(proto::encode_error("FATAL", "53300", refusal));
-    spdlog::info("[c{}] {} user={} database={} refused: {}", id_, peer_, user, database, refusal);
+    log::info(log_conn(), "{} user={} database={} refused: {}", peer_, user, database, refusal);
     co_return false;
   }
   set_state(State::kLogin);

@@ -439,7 +439,7 @@ awaitable<void> Session::take_part(std::shared_ptr<SwitchoverRun> run) {
   report_held();
   resume_server_reader();
   release_client();
-  spdlog::info("[c{}] moved to green (server pid {})", id_, server_process_id_);
+  log::info(log_conn(), "moved to green (server pid {})", server_process_id_);
   run->report(id_, ParticipantPhase::kMoved);
 }
 

@@ -121,7 +121,8 @@ class Steps {
 
 std::variant<SwitchoverOptions, std::string> Switchover::options_from(
     const json::object& args) const {
-  const auto& config = context_.config->switchover;
+  const auto snapshot = context_.config();
+  const auto& config = snapshot->switchover;
   SwitchoverOptions options{config.timeout, config.drain_timeout, config.on_straggler, false};
   auto seconds = [&](std::string_view key, std::chrono::milliseconds& out) -> std::string {
     const json::value* v = args.if_contains(key);
@@ -155,7 +156,8 @@ bool Switchover::request_abort() {
 }
 
 void Switchover::recover() {
-  const auto& config = *context_.config;
+  const auto snapshot = context_.config();
+  const auto& config = *snapshot;
   const auto state = load_active_state(config.switchover.state_file);
   if (state && state->active == "green") {
     if (!config.green) {
@@ -183,7 +185,9 @@ void Switchover::recover() {
 }
 
 AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& emit) {
-  const auto& config = *context_.config;
+  // The whole run uses the configuration it started with, whatever a reload does meanwhile.
+  const auto snapshot = context_.config();
+  const auto& config = *snapshot;
   if (!config.green) return AdminReply::failure("config", "no [green] is configured");
   if (context_.router.active().name == "green") {
     return AdminReply::failure("state", "green is already active; a switchover only rolls forward");

@@ -1,6 +1,7 @@
 // The users clients log in as: PgBouncer's userlist.txt format and the secrets it holds.
 #include "proxy/users.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <fstream>
 #include <iterator>
@@ -98,6 +99,13 @@ std::shared_ptr<UserStore> UserStore::load(const std::string& path) {
 const UserSecret* UserStore::find(std::string_view user) const {
   const auto found = users_.find(user);
   return found == users_.end() ? nullptr : &found->second;
+}
+
+bool UserStore::same_users(const UserStore& other) const {
+  return std::equal(users_.begin(), users_.end(), other.users_.begin(), other.users_.end(),
+                    [](const auto& a, const auto& b) {
+                      return a.first == b.first && a.second.text == b.second.text;
+                    });
 }
 
 protocol::ScramSecret UserStore::scram_for_plaintext(const std::string& user,

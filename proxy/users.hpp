@@ -50,6 +50,8 @@ class UserStore {
   /// The user's secret, or nullptr if the file does not list the user.
   [[nodiscard]] const UserSecret* find(std::string_view user) const;
   [[nodiscard]] std::size_t size() const { return users_.size(); }
+  /// Whether `other` lists the same users with the same secrets (a reload compares them).
+  [[nodiscard]] bool same_users(const UserStore& other) const;
 
   /// A SCRAM secret for a plaintext password, derived once per user (PBKDF2 is slow) with a
   /// random salt and cached.

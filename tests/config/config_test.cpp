@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -20,6 +21,7 @@ using pgflip::config::Config;
 using pgflip::config::ConfigError;
 using pgflip::config::Endpoint;
 using pgflip::config::load_config_file;
+using pgflip::config::LogFormat;
 using pgflip::config::parse_config;
 using pgflip::config::ReplicationSettings;
 using pgflip::config::SslMode;
@@ -219,6 +221,7 @@ TEST_CASE("the example file parses and states the real defaults") {
   CHECK(config.blue.admin_password == defaults.blue.admin_password);
   CHECK(config.blue.admin_database == defaults.blue.admin_database);
   CHECK(config.log.level == defaults.log.level);
+  CHECK(config.log.format == defaults.log.format);
   check_replication_defaults(config.replication);
   check_switchover_defaults(config.switchover);
 }
@@ -658,6 +661,40 @@ TEST_CASE("log.level must be one of the spdlog level names") {
   CHECK(error_of(std::string(kBlue) + "[log]\nlevel = \"verbose\"\n") ==
         "test.toml:4:9: log.level: must be one of trace, debug, info, warn, error, critical, off, "
         "got 'verbose'");
+}
+
+TEST_CASE("log.format is text (the default) or json") {
+  CHECK(parse(kBlue).log.format == LogFormat::kText);
+  CHECK(parse(std::string(kBlue) + "[log]\nformat = \"json\"\n").log.format == LogFormat::kJson);
+  CHECK(parse(std::string(kBlue) + "[log]\nformat = \"text\"\n").log.format == LogFormat::kText);
+  CHECK(error_of(std::string(kBlue) + "[log]\nformat = \"xml\"\n") ==
+        "test.toml:4:10: log.format: must be one of 'text', 'json', got 'xml'");
+  CHECK(pgflip::config::to_string(LogFormat::kJson) == "json");
+}
+
+TEST_CASE("flatten names every known key once, in known_keys() order") {
+  const std::vector<std::string> keys = pgflip::config::known_keys();
+  const auto flat = pgflip::config::flatten(parse(kBlue));
+  REQUIRE(flat.size() == keys.size());
+  for (std::size_t i = 0; i < keys.size(); ++i) CHECK(flat[i].first == keys[i]);
+  CHECK(std::find(keys.begin(), keys.end(), "log.format") != keys.end());
+  CHECK(std::find(keys.begin(), keys.end(), "green.password") != keys.end());
+}
+
+TEST_CASE("changed_keys lists exactly the keys whose values differ") {
+  const Config before = parse(std::string(kBlue) + "[server]\nmax_client_conn = 10\n");
+  CHECK(pgflip::config::changed_keys(before, before).empty());
+  const Config after = parse(std::string(kBlue) +
+                             "password = \"new\"\n[server]\nmax_client_conn = 11\n"
+                             "listen = \"127.0.0.1:7000\"\n[green]\nhost = \"g\"\n");
+  const auto changed = pgflip::config::changed_keys(before, after);
+  CHECK(std::find(changed.begin(), changed.end(), "server.max_client_conn") != changed.end());
+  CHECK(std::find(changed.begin(), changed.end(), "server.listen") != changed.end());
+  CHECK(std::find(changed.begin(), changed.end(), "blue.password") != changed.end());
+  // [green] appearing changes every green key.
+  CHECK(std::find(changed.begin(), changed.end(), "green.host") != changed.end());
+  CHECK(std::find(changed.begin(), changed.end(), "green.sslmode") != changed.end());
+  CHECK(std::find(changed.begin(), changed.end(), "server.workers") == changed.end());
 }
 
 TEST_CASE("admin.socket must fit a Unix socket path") {

@@ -3,6 +3,7 @@ against a PgBouncer-style users file (plaintext, md5 and SCRAM secrets) and agai
 blue; SCRAM pass-through of the client's keys; wrong passwords and unknown users (28P01, alike);
 connection limits (53300); the startup and idle timeouts; no secret in pgflip's log."""
 
+import json
 import pathlib
 import shutil
 import socket
@@ -69,6 +70,39 @@ class ClientAuthTest(harness.PgflipTestCase):
         for secret in [*PASSWORDS.values(), "trust-pw", "odd-pw", "wrong-password",
                        self.blue_scram_secret.split("$", 2)[2]]:
             self.assertNotIn(secret, text)
+
+    def test_json_debug_log_has_no_secrets(self):
+        # Every kind of login at debug level, logged as JSON: no configured password, client
+        # password or SCRAM key appears, and every line is a JSON object.
+        proxy = self.start_pgflip({
+            "auth": {"method": "scram-sha-256", "users_file": str(self.users),
+                     "query_user": "postgres", "query_password": "query-secret-pw"},
+            "blue": {"password": "blue-secret-pw", "admin_password": "admin-secret-pw"},
+            "replication": {"blue_conninfo_for_green": "host=x password=conninfo-secret-pw"},
+            "log": {"level": "trace", "format": "json"}})
+        for user, password in (("app_scram", PASSWORDS["app_scram"]),
+                               ("app_password", PASSWORDS["app_password"]),
+                               ("app_trust", "trust-pw")):
+            client = self.login(proxy, user, password)
+            self.assertEqual(client.query("select current_user"), [[user]])
+            client.close()
+        self.assert_refused("28P01", proxy, "app_scram", "wrong-password")
+        self.assert_refused("28P01", proxy, "nobody", "whatever")  # looked up with auth.query
+        env = proxy.libpq_env(user="app_password", dbname=DB)
+        env["PGPASSWORD"] = PASSWORDS["app_password"]
+        run([self.cluster.psql, "-X", "-At", "-c", "select 1"], env=env)
+        harness.wait_until(lambda: proxy.log_text().count("closed after") >= 4, 10,
+                           message="the sessions' last lines")
+        proxy.stop()
+        self.assert_no_secret_logged(proxy)
+        text = proxy.log_text()
+        for secret in ("query-secret-pw", "blue-secret-pw", "admin-secret-pw",
+                       "conninfo-secret-pw"):
+            self.assertNotIn(secret, text)
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        failures = [l for l in lines if "authentication failed" in l["msg"]]
+        self.assertEqual(len(failures), 2, failures)
+        self.assertTrue(all(isinstance(l.get("conn"), int) for l in failures), failures)
 
     # --- SCRAM --------------------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ struct Fixture {
     // The scripted server speaks neither TLS nor client authentication.
     config->auth.method = pgflip::config::AuthMethod::kTrust;
     config->blue.sslmode = pgflip::config::SslMode::kDisable;
-    context.config = config;
+    context.set_config(config);
     context.router.set_active(Router::Active{"blue", config->blue, 0});
   }
 
@@ -256,9 +256,9 @@ TEST_CASE("the server's refusal reaches the client unchanged") {
 
 TEST_CASE("an oversized client message is a protocol violation (08P01)") {
   Fixture f;
-  auto config = std::make_shared<pgflip::config::Config>(*f.context.config);
+  auto config = std::make_shared<pgflip::config::Config>(*f.context.config());
   config->server.max_message_size = 1024;
-  f.context.config = config;
+  f.context.set_config(config);
   f.context.router.set_active(Router::Active{"blue", config->blue, 0});
   f.start_proxy();
   auto server = [&]() -> awaitable<void> {

@@ -1,0 +1,90 @@
+// Configuration reload (SIGHUP, `pgflipctl reload`): what can change while pgflip runs.
+#include "proxy/reload.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "proxy/front_door.hpp"
+#include "proxy/log.hpp"
+
+namespace pgflip::proxy {
+
+namespace {
+
+// TLS contexts towards a server are built at start for its sslmode and CA file.
+void keep_server_tls(const config::Endpoint& before, config::Endpoint& after) {
+  after.sslmode = before.sslmode;
+  after.sslrootcert = before.sslrootcert;
+}
+
+bool contains(const std::vector<std::string>& keys, const std::string& key) {
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+log::Format log_format(config::LogFormat format) {
+  return format == config::LogFormat::kJson ? log::Format::kJson : log::Format::kText;
+}
+
+}  // namespace
+
+config::Config keep_restart_only(const config::Config& before, const config::Config& after,
+                                 ReloadOutcome& outcome) {
+  config::Config kept = after;
+  // The listener, the worker threads and the admin socket exist from start to stop.
+  kept.server.listen_host = before.server.listen_host;
+  kept.server.listen_port = before.server.listen_port;
+  kept.server.workers = before.server.workers;
+  kept.admin = before.admin;
+  // TLS contexts are built at start; sessions use them without locks.
+  kept.tls = before.tls;
+  keep_server_tls(before.blue, kept.blue);
+  if (before.green.has_value() != after.green.has_value()) {
+    kept.green = before.green;
+  } else if (kept.green) {
+    keep_server_tls(*before.green, *kept.green);
+  }
+  // The durable record of the active environment must not move under a running pgflip.
+  kept.switchover.state_file = before.switchover.state_file;
+
+  const std::vector<std::string> applied = config::changed_keys(before, kept);
+  for (const std::string& key : config::changed_keys(before, after)) {
+    (contains(applied, key) ? outcome.changed : outcome.needs_restart).push_back(key);
+  }
+  return kept;
+}
+
+ReloadOutcome reload_config(ProxyContext& context) {
+  const std::shared_ptr<const config::Config> before = context.config();
+  config::Config after = config::load_config_file(before->source);
+  // Everything the file names, as `pgflip --check-config` checks it; also reads the users.
+  FrontDoor check;
+  check.load(after);
+
+  ReloadOutcome outcome;
+  auto kept = std::make_shared<const config::Config>(keep_restart_only(*before, after, outcome));
+  const std::shared_ptr<const UserStore> users = check.users();
+  const std::shared_ptr<const UserStore> old_users = context.front_door.users();
+  const bool users_changed = static_cast<bool>(users) != static_cast<bool>(old_users) ||
+                             (users && old_users && !users->same_users(*old_users));
+  if (users_changed && !contains(outcome.changed, "auth.users_file")) {
+    outcome.changed.emplace_back("auth.users_file");
+  }
+
+  // From here on nothing throws: the new configuration goes in whole.
+  log::set_level(kept->log.level);
+  log::set_format(log_format(kept->log.format));
+  if (kept->server.max_client_conn > before->server.max_client_conn) {
+    raise_file_limit(kept->server.max_client_conn);
+  }
+  // New server connections of the active environment use its new host, port and logins.
+  Router::Active active = context.router.active();
+  active.endpoint = active.name == "green" && kept->green ? *kept->green : kept->blue;
+  context.router.set_active(std::move(active));
+  context.front_door.set_users(users);
+  context.set_config(std::move(kept));
+  return outcome;
+}
+
+}  // namespace pgflip::proxy
