@@ -52,10 +52,10 @@ constexpr std::string_view kServerKeys[] = {
     "max_client_conn_per_database",
     "client_idle_timeout_ms",
 };
-constexpr std::string_view kAdminKeys[] = {"socket"};
+constexpr std::string_view kAdminKeys[] = {"socket", "console_database"};
 constexpr std::string_view kAuthKeys[] = {
     "method",         "users_file",     "query",       "query_user",
-    "query_password", "query_database", "admin_users",
+    "query_password", "query_database", "admin_users", "stats_users",
 };
 constexpr std::string_view kTlsKeys[] = {"cert_file", "key_file", "client_tls"};
 constexpr std::string_view kEndpointKeys[] = {
@@ -559,6 +559,18 @@ void read_admin(TableReader& reader, AdminSettings& admin) {
       admin.socket = std::move(*socket);
     }
   }
+  if (auto database = reader.read_string("console_database")) {
+    if (database->size() > kMaxDatabaseNameLength) {
+      reader.report("console_database", "'" + *database + "' is " +
+                                            std::to_string(database->size()) +
+                                            " bytes long; a PostgreSQL database name has at most " +
+                                            std::to_string(kMaxDatabaseNameLength));
+    } else if (database->find('\0') != std::string::npos) {
+      reader.report("console_database", "must not contain a NUL character");
+    } else {
+      admin.console_database = std::move(*database);
+    }
+  }
 }
 
 // Why `name` cannot be a PostgreSQL role name; empty when it can.
@@ -597,6 +609,9 @@ void read_auth(TableReader& reader, AuthSettings& auth) {
   }
   if (auto users = reader.read_string_array("admin_users", check_role_name)) {
     auth.admin_users = std::move(*users);
+  }
+  if (auto users = reader.read_string_array("stats_users", check_role_name)) {
+    auth.stats_users = std::move(*users);
   }
 }
 

@@ -182,6 +182,7 @@ int Daemon::run() {
         std::make_unique<AdminServer>(impl_->control, impl_->context.config->admin.socket);
     impl_->control_plane->register_commands(*impl_->admin);
     impl_->admin->start();
+    impl_->context.admin = impl_->admin.get();
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
