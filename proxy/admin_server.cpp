@@ -38,7 +38,11 @@ bool AdminServer::has(std::string_view command) const {
 
 AdminReply AdminServer::call(const AdminRequest& request, const AdminEmit& emit,
                              std::string_view origin) {
-  spdlog::info("admin ({}): {}", origin, request.command);
+  // Read-only commands are polled (status --watch, monitoring): kept out of the info log.
+  const bool read_only = request.command.starts_with("show ") || request.command == "status" ||
+                         request.command == "help";
+  spdlog::log(read_only ? spdlog::level::debug : spdlog::level::info, "admin ({}): {}", origin,
+              request.command);
   AdminReply result = dispatch(request, emit);
   if (!result.ok) {
     spdlog::warn("admin ({}): {} failed: {}", origin, request.command, result.error_message);

@@ -331,8 +331,8 @@ class ConsoleShutdownTest(ConsoleMixin, harness.PgflipTestCase):
         self.assertEqual(caught.exception.sqlstate, "3D000")
 
 
-class ConsoleSwitchoverDryRunTest(ConsoleMixin, test_switchover.SwitchoverTestCase):
-    """A dry run through the console once replication is really set up: the guardrails pass."""
+class ConsoleSwitchoverTest(ConsoleMixin, test_switchover.SwitchoverTestCase):
+    """SWITCHOVER through the console once replication is really set up: a dry run, a real one."""
 
     def test_switchover_dry_run_passes_after_replication_init(self):
         db = self.new_database("console")
@@ -358,6 +358,40 @@ class ConsoleSwitchoverDryRunTest(ConsoleMixin, test_switchover.SwitchoverTestCa
         frame = json.loads(watch)
         self.assertEqual(frame["replication"][0]["state"], "streaming")
         self.assertIsNotNone(frame["replication"][0]["lag_bytes"])
+
+    def test_switchover_through_the_console_moves_clients_not_consoles(self):
+        db = self.new_database("console_so")
+        proxy = self.make_pgflip([db], {"auth": {"admin_users": [ADMIN]}})
+        self.addCleanup(proxy.stop)
+        self.start_and_wait_admin(proxy)
+        self.replication_init(proxy)
+        app = proxy.connect(dbname=db)
+        self.addCleanup(app.close)
+        app.execute("INSERT INTO so_probe (note) VALUES ('before')")
+        watcher = RawClient(proxy.port, user=ADMIN, database="pgflip")  # stays open throughout
+        self.addCleanup(watcher.close)
+
+        proc, rows = self.console("SWITCHOVER TIMEOUT 30", proxy=proxy)
+        steps = re.findall(r"NOTICE:\s+00000: (\w+)\s+[\d.]+ ms", proc.stderr)
+        self.assertEqual(steps, ["guardrails", "prewarm", "park", "fence", "drain", "sequences",
+                                 "commit", "flip", "cleanup"], proc.stderr)
+        report = "\n".join(r["switchover"] for r in rows)
+        self.assertIn("committed", report)
+        self.assertIn("sessions: 1 total, 1 moved to green", report)  # the consoles are not in it
+
+        # The application session moved; the console that watched is still there.
+        self.assertTrue(app.execute("SHOW server_version").fetchone()[0].startswith("17"))
+        app.execute("INSERT INTO so_probe (note) VALUES ('after')")
+        state = dict(watcher.query("SHOW STATE"))
+        self.assertEqual((state["active"], state["epoch"], state["last_switchover_outcome"]),
+                         ("green", "1", "committed"))
+        servers = watcher.query("SHOW SERVERS")
+        self.assertEqual([(r[2], r[3]) for r in servers], [(db, "green")], servers)
+        self.assertEqual(servers[0][4], f"127.0.0.1:{self.cluster.green_port}")
+        # Green is active now: a second switchover is refused with 55000.
+        sqlstate, stderr = self.console_error("SWITCHOVER", proxy=proxy)
+        self.assertEqual(sqlstate, "55000", stderr)
+        self.assertIn("green is already active", stderr)
 
 
 if __name__ == "__main__":
