@@ -8,6 +8,7 @@ import socket
 
 import psycopg
 
+import frontdoor
 import harness
 import test_switchover
 from harness import RawClient, ServerError, run, wait_until
@@ -305,7 +306,9 @@ class ConsoleTest(ConsoleMixin, harness.PgflipTestCase):
         self.assertEqual(bad.returncode, 2)
 
 
-class ConsoleShutdownTest(ConsoleMixin, harness.PgflipTestCase):
+class ConsoleSetupTest(ConsoleMixin, harness.PgflipTestCase):
+    """Each test with a pgflip of its own: login, the console database setting, shutdown."""
+
     pgflip_only = True
 
     def test_open_console_does_not_hold_up_shutdown(self):
@@ -329,6 +332,24 @@ class ConsoleShutdownTest(ConsoleMixin, harness.PgflipTestCase):
         with self.assertRaises(ServerError) as caught:
             RawClient(off.port, user="postgres", database="pgflip")
         self.assertEqual(caught.exception.sqlstate, "3D000")
+
+    def test_console_users_authenticate_like_any_client(self):
+        users = self.cluster.dir / "runs" / "console-users.txt"
+        users.write_text(frontdoor.userlist({ADMIN: frontdoor.scram_secret("right-pw"),
+                                             STATS: "stats-pw"}))
+        proxy = self.start_pgflip({"auth": {"method": "scram-sha-256", "users_file": str(users),
+                                            "admin_users": [ADMIN], "stats_users": [STATS]}})
+        env = proxy.libpq_env(user=ADMIN, dbname="pgflip")
+        ok = run([self.cluster.psql, "-X", "-At", "-c", "SHOW STATE"],
+                 env=dict(env, PGPASSWORD="right-pw"))
+        self.assertIn("active|blue", ok.stdout.splitlines())
+        wrong = run([self.cluster.psql, "-X", "-At", "-v", "VERBOSITY=verbose", "-c", "SHOW STATE"],
+                    env=dict(env, PGPASSWORD="wrong-pw"), check=False)
+        self.assertNotEqual(wrong.returncode, 0)
+        self.assertIn("password authentication failed", wrong.stderr)
+        stats = run([self.cluster.psql, "-X", "-At", "-c", "SHOW CLIENTS"],
+                    env=dict(proxy.libpq_env(user=STATS, dbname="pgflip"), PGPASSWORD="stats-pw"))
+        self.assertIn(f"{STATS}|pgflip", stats.stdout)
 
 
 class ConsoleSwitchoverTest(ConsoleMixin, test_switchover.SwitchoverTestCase):
