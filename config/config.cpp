@@ -52,10 +52,10 @@ constexpr std::string_view kServerKeys[] = {
     "max_client_conn_per_database",
     "client_idle_timeout_ms",
 };
-constexpr std::string_view kAdminKeys[] = {"socket"};
+constexpr std::string_view kAdminKeys[] = {"socket", "console_database"};
 constexpr std::string_view kAuthKeys[] = {
     "method",         "users_file",     "query",       "query_user",
-    "query_password", "query_database", "admin_users",
+    "query_password", "query_database", "admin_users", "stats_users",
 };
 constexpr std::string_view kTlsKeys[] = {"cert_file", "key_file", "client_tls"};
 constexpr std::string_view kEndpointKeys[] = {
@@ -553,6 +553,18 @@ void read_admin(TableReader& reader, AdminSettings& admin) {
       admin.socket = std::move(*socket);
     }
   }
+  if (auto database = reader.read_string("console_database")) {
+    if (database->size() > kMaxDatabaseNameLength) {
+      reader.report("console_database", "'" + *database + "' is " +
+                                            std::to_string(database->size()) +
+                                            " bytes long; a PostgreSQL database name has at most " +
+                                            std::to_string(kMaxDatabaseNameLength));
+    } else if (database->find('\0') != std::string::npos) {
+      reader.report("console_database", "must not contain a NUL character");
+    } else {
+      admin.console_database = std::move(*database);
+    }
+  }
 }
 
 // Why `name` cannot be a PostgreSQL role name; empty when it can.
@@ -591,6 +603,9 @@ void read_auth(TableReader& reader, AuthSettings& auth) {
   }
   if (auto users = reader.read_string_array("admin_users", check_role_name)) {
     auth.admin_users = std::move(*users);
+  }
+  if (auto users = reader.read_string_array("stats_users", check_role_name)) {
+    auth.stats_users = std::move(*users);
   }
 }
 
@@ -943,6 +958,7 @@ std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
   add("server.max_client_conn_per_database", std::to_string(s.max_client_conn_per_database));
   add("server.client_idle_timeout_ms", ms_text(s.client_idle_timeout));
   add("admin.socket", config.admin.socket);
+  add("admin.console_database", config.admin.console_database);
   const AuthSettings& a = config.auth;
   add("auth.method", std::string(to_string(a.method)));
   add("auth.users_file", a.users_file);
@@ -951,6 +967,7 @@ std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
   add("auth.query_password", a.query_password);
   add("auth.query_database", a.query_database);
   add("auth.admin_users", list_text(a.admin_users));
+  add("auth.stats_users", list_text(a.stats_users));
   add("tls.cert_file", config.tls.cert_file);
   add("tls.key_file", config.tls.key_file);
   add("tls.client_tls", std::string(to_string(config.tls.client_tls)));
@@ -971,6 +988,8 @@ std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
   add("switchover.timeout_ms", ms_text(w.timeout));
   add("switchover.drain_timeout_ms", ms_text(w.drain_timeout));
   add("switchover.sentinel_timeout_ms", ms_text(w.sentinel_timeout));
+  add("switchover.catchup_target_ms", ms_text(w.catchup_target));
+  add("switchover.catchup_timeout_ms", ms_text(w.catchup_timeout));
   add("switchover.max_lag_bytes", std::to_string(w.max_lag_bytes));
   add("switchover.max_lag_ms", ms_text(w.max_lag));
   add("switchover.max_transaction_age_ms", ms_text(w.max_transaction_age));

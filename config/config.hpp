@@ -108,6 +108,9 @@ struct TlsSettings {
 struct AdminSettings {
   /// Unix socket that pgflipctl talks to.
   std::string socket = "/tmp/pgflip-admin.sock";
+  /// admin.console_database: a client connecting to this database name through the normal
+  /// listener gets pgflip's admin console instead of a server; empty = no console.
+  std::string console_database = "pgflip";
 };
 
 /// The [auth] table: how clients authenticate to pgflip.
@@ -126,8 +129,10 @@ struct AuthSettings {
   std::string query =
       "SELECT rolname, CASE WHEN rolvaliduntil < now() THEN NULL ELSE rolpassword END "
       "FROM pg_authid WHERE rolname = $1 AND rolcanlogin";
-  /// Users allowed on the admin console (once there is one).
+  /// Users allowed every admin console command.
   std::vector<std::string> admin_users;
+  /// Users allowed the admin console's read-only commands (SHOW ...).
+  std::vector<std::string> stats_users;
 };
 
 /// How log lines look (the [log] table's format).

@@ -32,6 +32,40 @@ void AdminServer::add(std::string command, std::string summary, AdminHandler han
   commands_[std::move(command)] = Command{std::move(summary), std::move(handler)};
 }
 
+bool AdminServer::has(std::string_view command) const {
+  return commands_.find(command) != commands_.end();
+}
+
+AdminReply AdminServer::call(const AdminRequest& request, const AdminEmit& emit,
+                             std::string_view origin) {
+  // Read-only commands are polled (status --watch, monitoring): kept out of the info log.
+  const bool read_only = request.command.starts_with("show ") || request.command == "status" ||
+                         request.command == "help";
+  spdlog::log(read_only ? spdlog::level::debug : spdlog::level::info, "admin ({}): {}", origin,
+              request.command);
+  AdminReply result = dispatch(request, emit);
+  if (!result.ok) {
+    spdlog::warn("admin ({}): {} failed: {}", origin, request.command, result.error_message);
+  }
+  return result;
+}
+
+bool AdminServer::call_async(AdminRequest request, AdminEmit emit, std::string origin,
+                             std::function<void(AdminReply)> done) {
+  std::lock_guard lock(mutex_);
+  if (stopped_) return false;
+  ++active_;
+  std::thread([this, request = std::move(request), emit = std::move(emit),
+               origin = std::move(origin), done = std::move(done)] {
+    AdminReply reply = call(request, emit, origin);
+    done(std::move(reply));
+    std::lock_guard finished(mutex_);
+    --active_;
+    idle_.notify_all();
+  }).detach();
+  return true;
+}
+
 void AdminServer::start() {
   namespace fs = std::filesystem;
   std::error_code fec;
@@ -125,9 +159,7 @@ void AdminServer::serve(local::socket raw) {
       error_code wec;
       asio::write(*socket, asio::buffer(out), wec);  // a gone client does not stop the command
     };
-    spdlog::info("admin: {}", request.command);
-    const AdminReply result = dispatch(request, emit);
-    if (!result.ok) spdlog::warn("admin: {} failed: {}", request.command, result.error_message);
+    const AdminReply result = call(request, emit);
     reply = result.ok ? admin_ok_line(result.result, result.text)
                       : admin_error_line(result.error_code, result.error_message, result.result,
                                          result.text);

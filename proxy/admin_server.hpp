@@ -24,14 +24,17 @@ struct AdminReply {
   std::string text;
   std::string error_code;  // set when !ok, e.g. "replication", "guardrail", "bad_request"
   std::string error_message;
+  /// A tabular reply (`result` is an array of flat objects): the column order, also when
+  /// there are no rows. Empty otherwise.
+  std::vector<std::string> columns = {};
 
   static AdminReply success(boost::json::value result, std::string text) {
-    return AdminReply{true, std::move(result), std::move(text), {}, {}};
+    return AdminReply{true, std::move(result), std::move(text), {}, {}, {}};
   }
   static AdminReply failure(std::string code, std::string message,
                             boost::json::value result = nullptr, std::string text = {}) {
-    return AdminReply{false, std::move(result), std::move(text), std::move(code),
-                      std::move(message)};
+    return AdminReply{false,           std::move(result),  std::move(text),
+                      std::move(code), std::move(message), {}};
   }
 };
 
@@ -48,7 +51,20 @@ class AdminServer {
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;
 
+  /// Registers a command. At start-up only, before start(): the table is read unlocked.
   void add(std::string command, std::string summary, AdminHandler handler);
+  /// Whether a command of this name is registered.
+  [[nodiscard]] bool has(std::string_view command) const;
+
+  /// Runs a command in-process, on the calling thread, exactly as a socket request would
+  /// (the admin console's way in). `origin` names the caller in the log.
+  [[nodiscard]] AdminReply call(const AdminRequest& request, const AdminEmit& emit,
+                                std::string_view origin = "socket");
+  /// Runs call() on a thread of its own (handlers block), counted like a socket connection,
+  /// so that stop() waits for it. `emit` and `done` are called on that thread. Returns false,
+  /// calling neither, once the server is stopping.
+  [[nodiscard]] bool call_async(AdminRequest request, AdminEmit emit, std::string origin,
+                                std::function<void(AdminReply)> done);
   /// Binds the socket (refusing if another pgflip answers on it) and starts accepting.
   void start();
   /// Stops accepting, ends connections, removes the socket file.
@@ -66,7 +82,7 @@ class AdminServer {
     std::string summary;
     AdminHandler handler;
   };
-  std::map<std::string, Command> commands_;
+  std::map<std::string, Command, std::less<>> commands_;
   std::mutex mutex_;
   std::condition_variable idle_;
   int active_ = 0;  // connections being served, each on its own detached thread

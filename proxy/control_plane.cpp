@@ -3,6 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <ctime>
+
 #include "proxy/reload.hpp"
 #include "replication/error.hpp"
 #include "replication/manager.hpp"
@@ -100,6 +102,16 @@ void ControlPlane::register_commands(AdminServer& admin) {
             "re-read the configuration file; apply what can change live, list what needs a "
             "restart",
             [this](const AdminRequest&, const AdminEmit&) { return reload("admin"); });
+  admin.add("show clients", "one row per client connection (admin consoles included)",
+            [this](const AdminRequest&, const AdminEmit&) { return show_clients(); });
+  admin.add("show servers", "one row per server connection",
+            [this](const AdminRequest&, const AdminEmit&) { return show_servers(); });
+  admin.add("show config", "the loaded configuration, one row per key, secrets masked",
+            [this](const AdminRequest&, const AdminEmit&) { return show_config(); });
+  admin.add("show state", "active environment, epoch, switchover, fence, uptime, version",
+            [this](const AdminRequest&, const AdminEmit&) { return show_state(); });
+  admin.add("show replication", "replication status, one row per database",
+            [this](const AdminRequest&, const AdminEmit&) { return show_replication(); });
   admin.add("abort", "abort the running switchover (before its commit point)",
             [this](const AdminRequest&, const AdminEmit&) {
               if (switchover_.request_abort()) {
@@ -213,7 +225,35 @@ AdminReply ControlPlane::switchover(const AdminRequest& request, const AdminEmit
   if (!lock) return AdminReply::failure("busy", "another long admin operation is running");
   std::unique_lock router_lock(router_change_, std::try_to_lock);
   if (!router_lock) return AdminReply::failure("busy", "a configuration reload is running");
-  return switchover_.run(std::get<SwitchoverOptions>(options), emit);
+  {
+    std::lock_guard record(record_mutex_);
+    record_.running = true;
+  }
+  AdminReply reply = switchover_.run(std::get<SwitchoverOptions>(options), emit);
+  std::lock_guard record(record_mutex_);
+  record_.running = false;
+  if (const json::object* result = reply.result.if_object();
+      result && result->contains("outcome")) {
+    auto text = [&](std::string_view key) {
+      const json::value* value = result->if_contains(key);
+      return value && value->is_string() ? std::string(value->as_string()) : std::string();
+    };
+    record_.id = text("switchover_id");
+    record_.outcome = text("outcome");
+    record_.reason = text("reason");
+    if (!text("failed_step").empty()) record_.reason = text("failed_step") + ": " + record_.reason;
+  } else {
+    record_.id.clear();
+    record_.outcome = "failed";
+    record_.reason = reply.error_message;
+  }
+  const std::time_t now = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char at[32];
+  std::strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  record_.finished_at = at;
+  return reply;
 }
 
 namespace {

@@ -38,6 +38,13 @@ class ControlPlane {
   AdminReply replication_cleanup(const AdminRequest& request);
   AdminReply switchover(const AdminRequest& request, const AdminEmit& emit);
 
+  // The tabular `show ...` commands (admin_commands.cpp).
+  AdminReply show_clients();
+  AdminReply show_servers();
+  AdminReply show_config();
+  AdminReply show_state();
+  AdminReply show_replication();
+
   ProxyContext& context_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   /// Long operations (init, cleanup, switchover) change the servers: one at a time.
@@ -45,6 +52,17 @@ class ControlPlane {
   /// A switchover and a reload both change the router's endpoint: never at the same time.
   std::mutex router_change_;
   Switchover switchover_;
+
+  /// The switchover in progress or the last one, for SHOW STATE.
+  struct SwitchoverRecord {
+    bool running = false;
+    std::string id;
+    std::string outcome;  // committed, aborted, dry-run, failed
+    std::string finished_at;
+    std::string reason;
+  };
+  std::mutex record_mutex_;
+  SwitchoverRecord record_;  // guarded by record_mutex_
 };
 
 }  // namespace pgflip::proxy

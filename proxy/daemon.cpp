@@ -186,6 +186,7 @@ int Daemon::run() {
     impl_->admin = std::make_unique<AdminServer>(impl_->control, config->admin.socket);
     impl_->control_plane->register_commands(*impl_->admin);
     impl_->admin->start();
+    impl_->context.admin = impl_->admin.get();
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

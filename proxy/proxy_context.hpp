@@ -15,6 +15,7 @@
 
 namespace pgflip::proxy {
 
+class AdminServer;
 class Session;
 
 /// Live sessions, for shutdown now and for parking and switchover later. Thread-safe.
@@ -74,6 +75,8 @@ struct ProxyContext {
   std::atomic<std::uint64_t> next_session_id{1};
   /// Sessions past the login gate that are not relaying yet; a switchover waits for 0.
   std::atomic<int> logins_in_flight{0};
+  /// The admin command table, for the admin console; set at start, before any session runs.
+  AdminServer* admin = nullptr;
 
  private:
   std::atomic<std::shared_ptr<const config::Config>> config_;

@@ -31,6 +31,8 @@ std::string_view state_name(Session::State state) {
       return "login";
     case Session::State::kActive:
       return "active";
+    case Session::State::kConsole:
+      return "console";
     case Session::State::kClosing:
       return "closing";
   }
@@ -64,10 +66,16 @@ Session::Session(tcp::socket client, ProxyContext& context, std::uint64_t id)
       server_scanner_(kMaxServerMessageSize),
       switch_event_(client_.get_executor()),
       release_event_(client_.get_executor()),
-      resume_event_(client_.get_executor()) {
+      resume_event_(client_.get_executor()),
+      console_event_(client_.get_executor()) {
   error_code ec;
   const auto endpoint = client_.remote_endpoint(ec);
   peer_ = ec ? "?" : endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
+  info_.id = id_;
+  info_.peer = peer_;
+  info_.connected_at = std::chrono::system_clock::now();
+  info_.state_since = info_.connected_at;
+  info_.state = state_name(state_);
   client_.set_option(tcp::no_delay(true), ec);
   // Requests and transaction boundaries; Parse/Bind/... mark an unfinished extended query.
   for (char type : {'Q', 'S', 'F', 'X', 'P', 'B', 'E', 'D', 'C', 'H'}) client_scanner_.watch(type);
@@ -94,6 +102,47 @@ log::Conn Session::log_conn() const {
 void Session::set_state(State state) {
   log::debug(log_conn(), "{} -> {}", state_name(state_), state_name(state));
   state_ = state;
+  publish_info();
+}
+
+void Session::publish_info() {
+  const auto now = std::chrono::system_clock::now();
+  const std::string* user = startup_message_.find("user");
+  const std::string* database = startup_message_.find("database");
+  const std::string* application = startup_message_.find("application_name");
+  const bool has_server = server_process_id_ != 0 && state_ != State::kClosing;
+  std::lock_guard lock(info_mutex_);
+  const std::string_view name = state_name(state_);
+  if (info_.state != name) {
+    info_.state = std::string(name);
+    info_.state_since = now;
+  }
+  info_.user = user ? *user : std::string();
+  info_.database = database && !database->empty() ? *database : info_.user;
+  info_.application_name = application ? *application : std::string();
+  info_.console = console_.load();
+  info_.client_tls = client_.is_tls();
+  if (!has_server) {
+    info_.environment.clear();
+    info_.server_host.clear();
+    info_.server_port = 0;
+    info_.server_pid = 0;
+    info_.server_tls = false;
+    return;
+  }
+  if (info_.server_pid != server_process_id_ || info_.environment != environment_) {
+    info_.server_since = now;
+  }
+  info_.environment = environment_;
+  info_.server_host = server_host_;
+  info_.server_port = server_port_;
+  info_.server_pid = server_process_id_;
+  info_.server_tls = server_.is_tls();
+}
+
+SessionInfo Session::info() const {
+  std::lock_guard lock(info_mutex_);
+  return info_;
 }
 
 bool Session::idle() const {
@@ -124,6 +173,10 @@ void Session::force_close() {
 awaitable<void> Session::run() {
   log::debug(log_conn(), "connection from {}", peer_);
   const bool ready = co_await startup();
+  if (ready && console_) {
+    co_await serve_console();
+    co_return;
+  }
   if (ready) {
     set_state(State::kActive);
     relay_running_ = true;
@@ -263,6 +316,7 @@ awaitable<bool> Session::login_to_server() {
     }
   }
   if (!co_await authenticate()) co_return false;
+  if (wants_console()) co_return co_await start_console(unsupported_options);
   // While a switchover has clients parked, a new login waits for the outcome so that it
   // lands on the environment that serves from then on (bounded by the startup timeout).
   // Count first, then look at the gate: the orchestrator closes the gate, then waits for
@@ -294,6 +348,7 @@ awaitable<bool> Session::login_to_server() {
   server_secret_key_ = login.secret_key;
   transaction_status_ = login.transaction_status;
   server_parameters_ = std::move(login.parameters);
+  publish_info();
 
   const auto [client_pid, client_secret] = context_.cancels.allocate();
   client_process_id_ = client_pid;

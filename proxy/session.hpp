@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -14,6 +15,7 @@
 
 #include "protocol/frame_scanner.hpp"
 #include "protocol/startup.hpp"
+#include "proxy/admin_server.hpp"
 #include "proxy/asio.hpp"
 #include "proxy/client_auth.hpp"
 #include "proxy/event.hpp"
@@ -24,6 +26,33 @@
 
 namespace pgflip::proxy {
 
+namespace console {
+struct Command;
+}
+
+/// A copy of what SHOW CLIENTS and SHOW SERVERS tell about a session, safe to read on another
+/// thread. The session refreshes it when its state or server connection changes, never per
+/// message.
+struct SessionInfo {
+  std::uint64_t id = 0;
+  std::string peer;  // "address:port" of the client
+  std::string user;
+  std::string database;
+  std::string application_name;
+  std::string state;     // startup, authenticating, login, active, console, closing
+  bool console = false;  // served by the admin console, not by a server
+  bool client_tls = false;
+  std::chrono::system_clock::time_point connected_at{};
+  std::chrono::system_clock::time_point state_since{};
+  // The server connection; `environment` is empty while there is none.
+  std::string environment;
+  std::string server_host;
+  std::uint16_t server_port = 0;
+  std::int32_t server_pid = 0;
+  bool server_tls = false;
+  std::chrono::system_clock::time_point server_since{};
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   /// Each state says what the session waits for; changed only in set_state().
@@ -32,6 +61,7 @@ class Session : public std::enable_shared_from_this<Session> {
     kAuth,     // waiting for the client's password or SCRAM messages
     kLogin,    // logging in to the server on the client's behalf
     kActive,   // relaying bytes both ways
+    kConsole,  // serving the admin console: pgflip answers the client's queries itself
     kClosing,  // telling the client why, releasing the server connection
   };
 
@@ -61,6 +91,11 @@ class Session : public std::enable_shared_from_this<Session> {
   void force_close();
 
   [[nodiscard]] std::uint64_t id() const { return id_; }
+  /// Thread-safe. A snapshot for SHOW CLIENTS / SHOW SERVERS.
+  [[nodiscard]] SessionInfo info() const;
+  /// Thread-safe. Whether the admin console serves this session (it never takes part in a
+  /// switchover).
+  [[nodiscard]] bool is_console() const { return console_.load(); }
 
   /// Thread-safe. Runs this session's part of a switchover (see switchover_run.hpp): open
   /// and authenticate a green connection now, then follow the orchestrator's decisions.
@@ -72,6 +107,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void set_state(State state);
   /// What this session's log lines carry besides the message (log.hpp).
   [[nodiscard]] log::Conn log_conn() const;
+  /// Refreshes info_ from the session's members (called on the session's executor).
+  void publish_info();
   void uncount_login();
   /// Idle: no request outstanding, not inside a transaction, at a message boundary
   /// in both directions. Only here may a session be held, ended or moved.
@@ -104,6 +141,13 @@ class Session : public std::enable_shared_from_this<Session> {
   awaitable<void> move_to(ServerLogin green, const std::string& environment,
                           const config::Endpoint& endpoint);
   void terminate_for_switchover(std::string message);
+
+  // Admin console (session_console.cpp).
+  [[nodiscard]] bool wants_console() const;
+  awaitable<bool> start_console(const std::vector<std::string>& unsupported_options);
+  awaitable<void> serve_console();
+  awaitable<void> run_console_query(std::string_view text);
+  awaitable<AdminReply> console_call(const console::Command& command, std::string& out);
 
   // Front door (session_front_door.cpp).
   awaitable<bool> answer_encryption_request(bool tls_request, std::string& buffer,
@@ -176,6 +220,14 @@ class Session : public std::enable_shared_from_this<Session> {
   Event switch_event_;   // anything the switchover participant waits for changed
   Event release_event_;  // c2s may forward its held request
   Event resume_event_;   // s2c may read again
+
+  // Admin console state, touched only on the session's executor (console_ also read elsewhere).
+  std::atomic<bool> console_{false};
+  bool console_admin_ = false;  // in auth.admin_users: may run more than SHOW
+  Event console_event_;         // a running admin command has news (notices or its reply)
+
+  mutable std::mutex info_mutex_;
+  SessionInfo info_;  // guarded by info_mutex_
 };
 
 }  // namespace pgflip::proxy

@@ -317,6 +317,7 @@ awaitable<void> Session::move_to(ServerLogin green, const std::string& environme
   server_process_id_ = green.process_id;
   server_secret_key_ = green.secret_key;
   transaction_status_ = green.transaction_status;
+  publish_info();
   context_.cancels.set_target(
       client_process_id_,
       CancelTarget{server_host_, server_port_, server_process_id_, server_secret_key_});

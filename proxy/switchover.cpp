@@ -383,7 +383,9 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
       steps.end("lag, sync, DDL, precheck and transaction age within limits");
     }
     if (options.dry_run) {
-      const std::size_t live = context_.sessions.size();
+      std::size_t live = 0;
+      context_.sessions.for_each(
+          [&](const std::shared_ptr<Session>& s) { live += !s->is_console(); });
       auto [result, text] = report("dry-run", "", "");
       text = "dry run: guardrails pass; a switchover would move " + std::to_string(live) +
              " session(s) to green (" + config.green->address() + ")\n";
@@ -443,7 +445,10 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
            Clock::now() < std::min(logins_deadline, deadline)) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    context_.sessions.for_each([&](const std::shared_ptr<Session>& s) { sessions.push_back(s); });
+    // Admin console sessions have no server connection to move.
+    context_.sessions.for_each([&](const std::shared_ptr<Session>& s) {
+      if (!s->is_console()) sessions.push_back(s);
+    });
     for (auto& s : sessions) run->join(s->id());
     for (auto& s : sessions) s->join_switchover(run);
     auto late = wait_phase(ParticipantPhase::kPrewarmed, deadline);

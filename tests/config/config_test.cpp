@@ -107,6 +107,7 @@ TEST_CASE("default-constructed settings match the documented defaults") {
   CHECK(config.server.shutdown_timeout == std::chrono::milliseconds(30000));
   CHECK(config.server.max_message_size == 64u * 1024 * 1024);
   CHECK(config.admin.socket == "/tmp/pgflip-admin.sock");
+  CHECK(config.admin.console_database == "pgflip");
   CHECK(config.server.max_client_conn == 1000);
   CHECK(config.server.max_client_conn_per_user == 0);
   CHECK(config.server.max_client_conn_per_database == 0);
@@ -118,6 +119,7 @@ TEST_CASE("default-constructed settings match the documented defaults") {
   CHECK(config.auth.query_database.empty());
   CHECK(config.auth.query.find("$1") != std::string::npos);
   CHECK(config.auth.admin_users.empty());
+  CHECK(config.auth.stats_users.empty());
   CHECK(config.tls.cert_file.empty());
   CHECK(config.tls.key_file.empty());
   CHECK(config.tls.client_tls == ClientTlsMode::kAllow);
@@ -209,6 +211,8 @@ TEST_CASE("the example file parses and states the real defaults") {
   CHECK(config.auth.query_database == defaults.auth.query_database);
   CHECK(config.auth.query == defaults.auth.query);
   CHECK(config.auth.admin_users == defaults.auth.admin_users);
+  CHECK(config.auth.stats_users == defaults.auth.stats_users);
+  CHECK(config.admin.console_database == defaults.admin.console_database);
   CHECK(config.tls.cert_file == defaults.tls.cert_file);
   CHECK(config.tls.key_file == defaults.tls.key_file);
   CHECK(config.tls.client_tls == defaults.tls.client_tls);
@@ -241,6 +245,7 @@ max_client_conn_per_database = 7
 client_idle_timeout_ms = 60000
 [admin]
 socket = "/run/pgflip/admin.sock"
+console_database = "pgbouncer"
 [auth]
 method = "md5"
 users_file = "/etc/pgflip/users.txt"
@@ -249,6 +254,7 @@ query_password = "lookup"
 query_database = "postgres"
 query = "SELECT usename, passwd FROM pg_shadow WHERE usename = $1"
 admin_users = ["ops", "dba"]
+stats_users = ["monitor"]
 [tls]
 cert_file = "/etc/pgflip/server.crt"
 key_file = "/etc/pgflip/server.key"
@@ -283,6 +289,8 @@ level = "debug"
   CHECK(config.server.max_client_conn_per_database == 7);
   CHECK(config.server.client_idle_timeout == std::chrono::milliseconds(60000));
   CHECK(config.admin.socket == "/run/pgflip/admin.sock");
+  CHECK(config.admin.console_database == "pgbouncer");
+  CHECK(config.auth.stats_users == std::vector<std::string>{"monitor"});
   CHECK(config.auth.method == AuthMethod::kMd5);
   CHECK(config.auth.users_file == "/etc/pgflip/users.txt");
   CHECK(config.auth.query_user == "pgflip_auth");
@@ -579,6 +587,13 @@ TEST_CASE("[auth] paths, lookup query and admin users are checked") {
   CHECK(error_of(std::string(kBlue) + "[auth]\nadmin_users = [\"" + std::string(64, 'a') +
                  "\"]\n") == "test.toml:4:16: auth.admin_users: item 1: '" + std::string(64, 'a') +
                                  "' is 64 bytes long; a PostgreSQL role name has at most 63");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nstats_users = [\"mon\", \"mon\"]\n") ==
+        "test.toml:4:23: auth.stats_users: item 2: 'mon' is listed twice (also item 1)");
+  CHECK(error_of(std::string(kBlue) + "[admin]\nconsole_database = \"" + std::string(64, 'd') +
+                 "\"\n") == "test.toml:4:20: admin.console_database: '" + std::string(64, 'd') +
+                                "' is 64 bytes long; a PostgreSQL database name has at most 63");
+  CHECK(parse(std::string(kBlue) + "[admin]\nconsole_database = \"\"\n")
+            .admin.console_database.empty());
   CHECK(error_of(std::string(kBlue) + "[auth]\nadmin_users = \"ops\"\n") ==
         "test.toml:4:15: auth.admin_users: expected an array of strings, got string");
   CHECK(error_of(std::string(kBlue) + "[auth]\nquery_usr = \"x\"\n") ==
