@@ -51,6 +51,7 @@ constexpr std::string_view kServerKeys[] = {
     "max_client_conn_per_user",
     "max_client_conn_per_database",
     "client_idle_timeout_ms",
+    "query_wait_timeout_ms",
 };
 constexpr std::string_view kAdminKeys[] = {"socket", "console_database"};
 constexpr std::string_view kAuthKeys[] = {
@@ -538,6 +539,7 @@ void read_server(TableReader& reader, ServerSettings& server) {
     server.max_client_conn_per_database = static_cast<std::uint32_t>(*count);
   }
   reader.read_milliseconds("client_idle_timeout_ms", 0, server.client_idle_timeout);
+  reader.read_milliseconds("query_wait_timeout_ms", 0, server.query_wait_timeout);
 }
 
 void read_admin(TableReader& reader, AdminSettings& admin) {
@@ -957,6 +959,7 @@ std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
   add("server.max_client_conn_per_user", std::to_string(s.max_client_conn_per_user));
   add("server.max_client_conn_per_database", std::to_string(s.max_client_conn_per_database));
   add("server.client_idle_timeout_ms", ms_text(s.client_idle_timeout));
+  add("server.query_wait_timeout_ms", ms_text(s.query_wait_timeout));
   add("admin.socket", config.admin.socket);
   add("admin.console_database", config.admin.console_database);
   const AuthSettings& a = config.auth;

@@ -88,6 +88,9 @@ struct ServerSettings {
   /// server.client_idle_timeout_ms: a client idle (outside a transaction, nothing outstanding)
   /// this long is closed with SQLSTATE 57P05; 0 = never.
   std::chrono::milliseconds client_idle_timeout{0};
+  /// server.query_wait_timeout_ms: while pgflip is paused (PAUSE), a request held longer than
+  /// this ends its session with FATAL 57014; 0 = wait until RESUME.
+  std::chrono::milliseconds query_wait_timeout{120000};
 };
 
 /// The [tls] table: TLS between clients and pgflip.

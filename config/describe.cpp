@@ -1,26 +1,12 @@
 // The loaded configuration as flat key/value rows (for SHOW CONFIG), secrets masked.
 #include "config/describe.hpp"
 
+#include <algorithm>
 #include <cctype>
-#include <functional>
+#include <iterator>
 
 namespace pgflip::config {
 namespace {
-
-std::string ms(std::chrono::milliseconds value) { return std::to_string(value.count()); }
-std::string boolean(bool value) { return value ? "true" : "false"; }
-
-std::string list(const std::vector<std::string>& items) {
-  std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : ", ") + item;
-  return out;
-}
-
-std::string listen(const ServerSettings& server) {
-  const bool v6 = server.listen_host.find(':') != std::string::npos;
-  return (v6 ? "[" + server.listen_host + "]" : server.listen_host) + ":" +
-         std::to_string(server.listen_port);
-}
 
 bool starts_with_ci(std::string_view text, std::string_view prefix) {
   if (text.size() < prefix.size()) return false;
@@ -30,122 +16,25 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
   return true;
 }
 
-/// One key of the table: how to read its value from a Config, and its properties.
-struct KeySpec {
-  std::string key;
-  std::function<std::string(const Config&)> value;
-  bool secret = false;
-  bool restart = false;
-};
-
-// The endpoint keys, for [blue] or [green].
-std::vector<KeySpec> endpoint_specs(std::string_view table,
-                                    std::function<const Endpoint*(const Config&)> get) {
-  struct Field {
-    std::string_view name;
-    std::function<std::string(const Endpoint&)> value;
-    bool secret;
+/// Keys a running pgflip keeps until it restarts (proxy/reload.cpp keeps the same ones): its
+/// sockets and threads, the admin table, TLS contexts, TLS to the servers, the state file.
+bool needs_restart(std::string_view key) {
+  constexpr std::string_view kKeys[] = {
+      "server.listen", "server.workers",   "admin.socket",   "admin.console_database",
+      "blue.sslmode",  "blue.sslrootcert", "green.sslmode",  "green.sslrootcert",
+      "tls.cert_file", "tls.key_file",     "tls.client_tls", "switchover.state_file",
   };
-  const Field fields[] = {
-      {"host", [](const Endpoint& e) { return e.host; }, false},
-      {"port", [](const Endpoint& e) { return std::to_string(e.port); }, false},
-      {"user", [](const Endpoint& e) { return e.user; }, false},
-      {"password", [](const Endpoint& e) { return e.password; }, true},
-      {"database", [](const Endpoint& e) { return e.database; }, false},
-      {"admin_user", [](const Endpoint& e) { return e.admin_user; }, false},
-      {"admin_password", [](const Endpoint& e) { return e.admin_password; }, true},
-      {"admin_database", [](const Endpoint& e) { return e.admin_database; }, false},
-      {"sslmode", [](const Endpoint& e) { return std::string(to_string(e.sslmode)); }, false},
-      {"sslrootcert", [](const Endpoint& e) { return e.sslrootcert; }, false},
-  };
-  std::vector<KeySpec> specs;
-  for (const Field& field : fields) {
-    specs.push_back(KeySpec{std::string(table) + "." + std::string(field.name),
-                            [get, value = field.value](const Config& c) -> std::string {
-                              const Endpoint* endpoint = get(c);
-                              return endpoint ? value(*endpoint) : std::string();
-                            },
-                            field.secret, true});
-  }
-  return specs;
+  return std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys);
 }
 
-std::vector<KeySpec> all_specs() {
-  // `restart`: what a running pgflip cannot change without restarting (sockets, threads,
-  // where servers are, TLS contexts, the durable state file).
-  std::vector<KeySpec> specs = {
-      {"server.listen", [](const Config& c) { return listen(c.server); }, false, true},
-      {"server.workers", [](const Config& c) { return std::to_string(c.server.workers); }, false,
-       true},
-      {"server.connect_timeout_ms", [](const Config& c) { return ms(c.server.connect_timeout); }},
-      {"server.startup_timeout_ms", [](const Config& c) { return ms(c.server.startup_timeout); }},
-      {"server.shutdown_timeout_ms", [](const Config& c) { return ms(c.server.shutdown_timeout); }},
-      {"server.max_message_size",
-       [](const Config& c) { return std::to_string(c.server.max_message_size); }},
-      {"server.max_client_conn",
-       [](const Config& c) { return std::to_string(c.server.max_client_conn); }},
-      {"server.max_client_conn_per_user",
-       [](const Config& c) { return std::to_string(c.server.max_client_conn_per_user); }},
-      {"server.max_client_conn_per_database",
-       [](const Config& c) { return std::to_string(c.server.max_client_conn_per_database); }},
-      {"server.client_idle_timeout_ms",
-       [](const Config& c) { return ms(c.server.client_idle_timeout); }},
-      {"admin.socket", [](const Config& c) { return c.admin.socket; }, false, true},
-      {"admin.console_database", [](const Config& c) { return c.admin.console_database; }},
-      {"auth.method", [](const Config& c) { return std::string(to_string(c.auth.method)); }},
-      {"auth.users_file", [](const Config& c) { return c.auth.users_file; }},
-      {"auth.query_user", [](const Config& c) { return c.auth.query_user; }},
-      {"auth.query_password", [](const Config& c) { return c.auth.query_password; }, true},
-      {"auth.query_database", [](const Config& c) { return c.auth.query_database; }},
-      {"auth.query", [](const Config& c) { return c.auth.query; }},
-      {"auth.admin_users", [](const Config& c) { return list(c.auth.admin_users); }},
-      {"auth.stats_users", [](const Config& c) { return list(c.auth.stats_users); }},
-      {"tls.cert_file", [](const Config& c) { return c.tls.cert_file; }, false, true},
-      {"tls.key_file", [](const Config& c) { return c.tls.key_file; }, false, true},
-      {"tls.client_tls", [](const Config& c) { return std::string(to_string(c.tls.client_tls)); },
-       false, true},
-  };
-  auto blue = endpoint_specs("blue", [](const Config& c) { return &c.blue; });
-  auto green =
-      endpoint_specs("green", [](const Config& c) { return c.green ? &*c.green : nullptr; });
-  specs.insert(specs.end(), blue.begin(), blue.end());
-  specs.insert(specs.end(), green.begin(), green.end());
-  std::vector<KeySpec> rest = {
-      {"log.level", [](const Config& c) { return c.log.level; }},
-      {"replication.databases", [](const Config& c) { return list(c.replication.databases); }},
-      {"replication.blue_conninfo_for_green",
-       [](const Config& c) {
-         return mask_conninfo_password(c.replication.blue_conninfo_for_green);
-       }},
-      {"replication.name_prefix", [](const Config& c) { return c.replication.name_prefix; }},
-      {"replication.retained_wal_alarm_bytes",
-       [](const Config& c) { return std::to_string(c.replication.retained_wal_alarm_bytes); }},
-      {"replication.pg_bin_dir", [](const Config& c) { return c.replication.pg_bin_dir; }},
-      {"replication.statement_timeout_ms",
-       [](const Config& c) { return ms(c.replication.statement_timeout); }},
-      {"replication.heartbeat_interval_ms",
-       [](const Config& c) { return ms(c.replication.heartbeat_interval); }, false, true},
-      {"switchover.state_file", [](const Config& c) { return c.switchover.state_file; }, false,
-       true},
-      {"switchover.timeout_ms", [](const Config& c) { return ms(c.switchover.timeout); }},
-      {"switchover.drain_timeout_ms",
-       [](const Config& c) { return ms(c.switchover.drain_timeout); }},
-      {"switchover.sentinel_timeout_ms",
-       [](const Config& c) { return ms(c.switchover.sentinel_timeout); }},
-      {"switchover.max_lag_bytes",
-       [](const Config& c) { return std::to_string(c.switchover.max_lag_bytes); }},
-      {"switchover.max_lag_ms", [](const Config& c) { return ms(c.switchover.max_lag); }},
-      {"switchover.max_transaction_age_ms",
-       [](const Config& c) { return ms(c.switchover.max_transaction_age); }},
-      {"switchover.on_straggler",
-       [](const Config& c) { return std::string(to_string(c.switchover.on_straggler)); }},
-      {"switchover.unmovable_sessions",
-       [](const Config& c) { return std::string(to_string(c.switchover.unmovable_sessions)); }},
-      {"switchover.terminate_blue_backends",
-       [](const Config& c) { return boolean(c.switchover.terminate_blue_backends); }},
-  };
-  specs.insert(specs.end(), rest.begin(), rest.end());
-  return specs;
+bool is_secret(std::string_view key) {
+  return key.ends_with("password") || key == "replication.blue_conninfo_for_green";
+}
+
+std::string masked(std::string_view key, const std::string& value) {
+  if (value.empty()) return value;
+  if (key == "replication.blue_conninfo_for_green") return mask_conninfo_password(value);
+  return std::string(kMaskedSecret);
 }
 
 }  // namespace
@@ -207,29 +96,24 @@ std::string mask_conninfo_password(std::string_view conninfo) {
 }
 
 std::vector<ConfigEntry> describe(const Config& config) {
-  const Config defaults;
+  // [green] has no Config default: its defaults are an Endpoint's, as for [blue].
+  Config defaults;
+  defaults.green.emplace();
+  const auto values = flatten(config);
+  const auto default_values = flatten(defaults);
   std::vector<ConfigEntry> entries;
-  for (const KeySpec& spec : all_specs()) {
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    const auto& [key, value] = values[i];
     ConfigEntry entry;
-    entry.key = spec.key;
-    entry.secret = spec.secret;
-    entry.restart = spec.restart;
-    const bool absent = spec.key.starts_with("green.") && !config.green;
-    std::string value = absent ? std::string() : spec.value(config);
-    std::string default_value = spec.value(defaults);
-    if (spec.key.starts_with("green.")) {
-      // [green] has no Config default: its defaults are an Endpoint's, as for [blue].
-      Config with_green;
-      with_green.green.emplace();
-      default_value = spec.value(with_green);
-    }
+    entry.key = key;
+    entry.secret = is_secret(key);
+    entry.restart = needs_restart(key);
+    const bool absent = key.starts_with("green.") && !config.green;
+    const std::string& default_value =
+        i < default_values.size() ? default_values[i].second : std::string();
     entry.is_default = !absent && value == default_value;
-    if (spec.secret) {
-      if (!value.empty()) value = kMaskedSecret;
-      if (!default_value.empty()) default_value = kMaskedSecret;
-    }
-    if (!absent) entry.value = std::move(value);
-    entry.default_value = std::move(default_value);
+    if (!absent) entry.value = entry.secret ? masked(key, value) : value;
+    entry.default_value = entry.secret ? masked(key, default_value) : default_value;
     entries.push_back(std::move(entry));
   }
   return entries;

@@ -4,8 +4,10 @@
 #include <spdlog/spdlog.h>
 
 #include <ctime>
+#include <thread>
 
 #include "proxy/reload.hpp"
+#include "proxy/session.hpp"
 #include "replication/error.hpp"
 #include "replication/manager.hpp"
 
@@ -112,6 +114,12 @@ void ControlPlane::register_commands(AdminServer& admin) {
             [this](const AdminRequest&, const AdminEmit&) { return show_state(); });
   admin.add("show replication", "replication status, one row per database",
             [this](const AdminRequest&, const AdminEmit&) { return show_replication(); });
+  admin.add("pause",
+            "hold every client at its next transaction boundary (maintenance without a "
+            "switchover; args: timeout_s, how long to wait for open transactions)",
+            [this](const AdminRequest& r, const AdminEmit& emit) { return pause(r, emit); });
+  admin.add("resume", "release the clients PAUSE holds",
+            [this](const AdminRequest&, const AdminEmit&) { return resume(); });
   admin.add("abort", "abort the running switchover (before its commit point)",
             [this](const AdminRequest&, const AdminEmit&) {
               if (switchover_.request_abort()) {
@@ -134,6 +142,7 @@ AdminReply ControlPlane::status(const AdminRequest&) {
                       {"active", active.name},
                       {"epoch", active.epoch},
                       {"switching", context_.router.gate_closed()},
+                      {"paused", context_.paused.load()},
                       {"blue", config.blue.address()},
                       {"green", config.green ? json::value(config.green->address()) : nullptr},
                       {"sessions", sessions},
@@ -145,6 +154,7 @@ AdminReply ControlPlane::status(const AdminRequest&) {
       "green:              " + (config.green ? config.green->address() : std::string("(none)")) +
       "\n";
   text += "client sessions:    " + std::to_string(sessions) + "\n";
+  if (context_.paused.load()) text += "paused:             yes (RESUME releases the clients)\n";
   text += "uptime:             " + std::to_string(static_cast<long long>(uptime)) + " s\n";
   return AdminReply::success(std::move(result), std::move(text));
 }
@@ -223,6 +233,9 @@ AdminReply ControlPlane::switchover(const AdminRequest& request, const AdminEmit
   }
   std::unique_lock lock(long_operation_, std::try_to_lock);
   if (!lock) return AdminReply::failure("busy", "another long admin operation is running");
+  if (context_.paused.load()) {
+    return AdminReply::failure("state", "pgflip is paused: RESUME first, then switch over");
+  }
   std::unique_lock router_lock(router_change_, std::try_to_lock);
   if (!router_lock) return AdminReply::failure("busy", "a configuration reload is running");
   {
@@ -297,6 +310,91 @@ AdminReply ControlPlane::reload(std::string_view trigger) {
   return AdminReply::success(json::object{{"changed", key_array(outcome.changed)},
                                           {"needs_restart", key_array(outcome.needs_restart)}},
                              std::move(text));
+}
+
+// ---------------------------------------------------------------------------
+// PAUSE / RESUME: every session holds its next request at a transaction boundary (sessions
+// logging in meanwhile too) until RESUME; the server connections stay open.
+
+AdminReply ControlPlane::pause(const AdminRequest& request, const AdminEmit& emit) {
+  std::chrono::milliseconds wait = context_.config()->switchover.drain_timeout;
+  if (const json::value* v = request.args.if_contains("timeout_s")) {
+    const double s = v->is_double() ? v->as_double() : v->is_int64() ? double(v->as_int64()) : -1;
+    if (s <= 0 || s > 86400) {
+      return AdminReply::failure("bad_request",
+                                 "timeout_s must be a number of seconds in (0, 86400]");
+    }
+    wait = std::chrono::milliseconds(static_cast<std::int64_t>(s * 1000));
+  }
+  std::unique_lock lock(long_operation_, std::try_to_lock);
+  if (!lock) return AdminReply::failure("busy", "another long admin operation is running");
+  if (context_.paused.exchange(true)) {
+    return AdminReply::failure("state", "pgflip is already paused (RESUME releases the clients)");
+  }
+  spdlog::warn("PAUSE: holding every client at its next transaction boundary");
+  std::vector<std::shared_ptr<Session>> sessions;
+  context_.sessions.for_each([&](const std::shared_ptr<Session>& s) {
+    if (!s->is_console()) sessions.push_back(s);
+  });
+  for (auto& s : sessions) s->pause();
+
+  // Report when every session is at a boundary, or when `wait` runs out (the rest park at
+  // their boundary later; PAUSE stays in force either way).
+  const auto start = std::chrono::steady_clock::now();
+  auto open_transactions = [&] {
+    json::array ids;
+    for (const auto& s : sessions) {
+      if (!s->paused_at_boundary() && s->info().state == "active") ids.push_back(s->id());
+    }
+    return ids;
+  };
+  json::array waiting = open_transactions();
+  for (auto last_note = start; !waiting.empty();) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - start >= wait) break;
+    if (now - last_note >= std::chrono::seconds(1)) {
+      last_note = now;
+      emit("progress", std::to_string(waiting.size()) + " session(s) still in a transaction",
+           json::object{{"waiting", waiting.size()}});
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    waiting = open_transactions();
+  }
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  const std::size_t parked = sessions.size() - waiting.size();
+  json::object result{
+      {"paused", true},
+      {"sessions", sessions.size()},
+      {"at_boundary", parked},
+      {"in_transaction", waiting},
+      {"wait_ms", ms},
+      {"query_wait_timeout_ms", context_.config()->server.query_wait_timeout.count()}};
+  std::string text = "paused: " + std::to_string(parked) + " of " +
+                     std::to_string(sessions.size()) + " session(s) at a transaction boundary";
+  if (!waiting.empty()) {
+    text +=
+        "; " + std::to_string(waiting.size()) + " still in a transaction (each parks at its end)";
+  }
+  text += "\nnew requests wait for RESUME (at most server.query_wait_timeout_ms)\n";
+  spdlog::warn("PAUSE: {} of {} sessions at a boundary after {:.0f} ms", parked, sessions.size(),
+               ms);
+  return AdminReply::success(std::move(result), std::move(text));
+}
+
+AdminReply ControlPlane::resume() {
+  if (!context_.paused.exchange(false)) {
+    return AdminReply::failure("state", "pgflip is not paused");
+  }
+  std::size_t released = 0;
+  context_.sessions.for_each([&](const std::shared_ptr<Session>& s) {
+    if (s->is_console()) return;
+    s->resume();
+    ++released;
+  });
+  spdlog::warn("RESUME: {} session(s) released", released);
+  return AdminReply::success(json::object{{"paused", false}, {"sessions", released}},
+                             "resumed: " + std::to_string(released) + " session(s) released\n");
 }
 
 }  // namespace pgflip::proxy

@@ -37,6 +37,8 @@ class ControlPlane {
   AdminReply replication_status(const AdminRequest& request);
   AdminReply replication_cleanup(const AdminRequest& request);
   AdminReply switchover(const AdminRequest& request, const AdminEmit& emit);
+  AdminReply pause(const AdminRequest& request, const AdminEmit& emit);
+  AdminReply resume();
 
   // The tabular `show ...` commands (admin_commands.cpp).
   AdminReply show_clients();

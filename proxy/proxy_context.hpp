@@ -75,6 +75,8 @@ struct ProxyContext {
   std::atomic<std::uint64_t> next_session_id{1};
   /// Sessions past the login gate that are not relaying yet; a switchover waits for 0.
   std::atomic<int> logins_in_flight{0};
+  /// PAUSE is in force: sessions (also those logging in now) hold requests at boundaries.
+  std::atomic<bool> paused{false};
   /// The admin command table, for the admin console; set at start, before any session runs.
   AdminServer* admin = nullptr;
 

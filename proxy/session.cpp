@@ -154,11 +154,37 @@ bool Session::idle() const {
 void Session::request_shutdown() {
   asio::post(client_.get_executor(), [self = shared_from_this()] {
     self->shutdown_requested_ = true;
+    // A held request is not forwarded any more: the session ends where it is.
+    if (self->holding_) self->release_event_.notify();
     // An idle session is blocked reading the client: wake it so it can end now.
     if (self->state_ != State::kActive || self->idle()) {
       error_code ignored;
       self->client_.cancel(ignored);
     }
+  });
+}
+
+void Session::pause() {
+  asio::post(client_.get_executor(), [self = shared_from_this()] {
+    if (self->state_ == State::kActive) self->start_pause();
+  });
+}
+
+void Session::start_pause() {
+  if (console_ || maintenance_paused_) return;
+  maintenance_paused_ = true;
+  pause_timed_out_ = false;
+  park_requested_ = true;
+  if (idle()) paused_at_boundary_ = true;
+}
+
+void Session::resume() {
+  asio::post(client_.get_executor(), [self = shared_from_this()] {
+    if (!self->maintenance_paused_) return;
+    self->maintenance_paused_ = false;
+    self->paused_at_boundary_ = false;
+    self->park_requested_ = false;
+    self->release_event_.notify();
   });
 }
 
@@ -180,6 +206,7 @@ awaitable<void> Session::run() {
   if (ready) {
     set_state(State::kActive);
     relay_running_ = true;
+    if (context_.paused.load()) start_pause();
   }
   uncount_login();
   if (!ready) {
@@ -420,9 +447,25 @@ awaitable<Session::EndReason> Session::client_to_server() {
       held_since_ = std::chrono::steady_clock::now();
       release_event_.reset();
       switch_event_.notify();
+      // PAUSE holds a request for at most server.query_wait_timeout_ms.
+      std::optional<asio::steady_timer> wait_limit;
+      if (maintenance_paused_) {
+        paused_at_boundary_ = true;
+        if (config_->server.query_wait_timeout.count() > 0) {
+          wait_limit.emplace(client_.get_executor(), config_->server.query_wait_timeout);
+          wait_limit->async_wait([self = shared_from_this()](const error_code& ec) {
+            if (ec || !self->holding_) return;
+            self->pause_timed_out_ = true;
+            self->release_event_.notify();
+          });
+        }
+      }
       co_await release_event_.wait();
+      if (wait_limit) wait_limit->cancel();
       holding_ = false;
       if (cancelled()) co_return EndReason::kCancelled;
+      if (pause_timed_out_) co_return EndReason::kPauseTimeout;
+      if (shutdown_requested_) co_return EndReason::kShutdown;
       held_ms_ = std::max(held_ms_, std::chrono::duration<double, std::milli>(
                                         std::chrono::steady_clock::now() - held_since_)
                                         .count());
@@ -550,7 +593,10 @@ awaitable<Session::EndReason> Session::server_to_client() {
     if (cancelled()) co_return EndReason::kCancelled;
     if (wec) co_return EndReason::kClientGone;
     if (shutdown_requested_ && idle()) co_return EndReason::kShutdown;
-    if (park_requested_ && idle()) switch_event_.notify();
+    if (park_requested_ && idle()) {
+      if (maintenance_paused_) paused_at_boundary_ = true;
+      switch_event_.notify();
+    }
   }
 }
 
@@ -620,6 +666,15 @@ awaitable<void> Session::finish(EndReason reason) {
       why = "idle longer than server.client_idle_timeout_ms";
       co_await write_client(proto::encode_error(
           "FATAL", "57P05", "terminating connection due to idle-session timeout (pgflip)"));
+      break;
+    case EndReason::kPauseTimeout:
+      why = "request held by PAUSE longer than server.query_wait_timeout_ms";
+      co_await write_client(proto::encode_error(
+          "FATAL", "57014",
+          "canceling request: pgflip is paused (PAUSE) and the request waited longer than "
+          "server.query_wait_timeout_ms (" +
+              std::to_string(config_->server.query_wait_timeout.count()) +
+              " ms); the request was not run"));
       break;
     case EndReason::kShutdown:
       why = "pgflip shutting down";

@@ -72,10 +72,11 @@ class Session : public std::enable_shared_from_this<Session> {
     kServerGone,        // the server's socket closed or failed
     kClientProtocolError,
     kServerProtocolError,
-    kShutdown,    // pgflip is stopping and the session reached an idle boundary
-    kTerminated,  // a switchover ended the session (straggler, unmovable, replay failed)
-    kCancelled,   // the other direction ended first
-    kIdleClient,  // idle longer than server.client_idle_timeout_ms
+    kShutdown,      // pgflip is stopping and the session reached an idle boundary
+    kTerminated,    // a switchover ended the session (straggler, unmovable, replay failed)
+    kCancelled,     // the other direction ended first
+    kIdleClient,    // idle longer than server.client_idle_timeout_ms
+    kPauseTimeout,  // a request held by PAUSE longer than server.query_wait_timeout_ms
   };
 
   Session(tcp::socket client, ProxyContext& context, std::uint64_t id);
@@ -102,6 +103,15 @@ class Session : public std::enable_shared_from_this<Session> {
   void join_switchover(std::shared_ptr<SwitchoverRun> run);
   /// Thread-safe. Delivers the orchestrator's next decision to the session.
   void decide(SwitchoverDecision decision, std::string reason = {});
+
+  /// Thread-safe. PAUSE: hold the client's next request once the session is at a transaction
+  /// boundary, until resume(); a request held longer than server.query_wait_timeout_ms ends
+  /// the session with FATAL 57014. Console sessions are never paused.
+  void pause();
+  /// Thread-safe. RESUME: forward the held request, if any, and carry on.
+  void resume();
+  /// Thread-safe. Paused and at a transaction boundary: nothing runs on the server for it.
+  [[nodiscard]] bool paused_at_boundary() const { return paused_at_boundary_.load(); }
 
  private:
   void set_state(State state);
@@ -220,6 +230,12 @@ class Session : public std::enable_shared_from_this<Session> {
   Event switch_event_;   // anything the switchover participant waits for changed
   Event release_event_;  // c2s may forward its held request
   Event resume_event_;   // s2c may read again
+
+  // PAUSE/RESUME (maintenance without a switchover); on the session's executor.
+  void start_pause();
+  bool maintenance_paused_ = false;
+  bool pause_timed_out_ = false;
+  std::atomic<bool> paused_at_boundary_{false};
 
   // Admin console state, touched only on the session's executor (console_ also read elsewhere).
   std::atomic<bool> console_{false};

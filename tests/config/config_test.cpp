@@ -112,6 +112,7 @@ TEST_CASE("default-constructed settings match the documented defaults") {
   CHECK(config.server.max_client_conn_per_user == 0);
   CHECK(config.server.max_client_conn_per_database == 0);
   CHECK(config.server.client_idle_timeout == std::chrono::milliseconds(0));
+  CHECK(config.server.query_wait_timeout == std::chrono::milliseconds(120000));
   CHECK(config.auth.method == AuthMethod::kScramSha256);
   CHECK(config.auth.users_file.empty());
   CHECK(config.auth.query_user.empty());
@@ -243,6 +244,7 @@ max_client_conn = 50
 max_client_conn_per_user = 5
 max_client_conn_per_database = 7
 client_idle_timeout_ms = 60000
+query_wait_timeout_ms = 0
 [admin]
 socket = "/run/pgflip/admin.sock"
 console_database = "pgbouncer"
@@ -288,6 +290,7 @@ level = "debug"
   CHECK(config.server.max_client_conn_per_user == 5);
   CHECK(config.server.max_client_conn_per_database == 7);
   CHECK(config.server.client_idle_timeout == std::chrono::milliseconds(60000));
+  CHECK(config.server.query_wait_timeout == std::chrono::milliseconds(0));
   CHECK(config.admin.socket == "/run/pgflip/admin.sock");
   CHECK(config.admin.console_database == "pgbouncer");
   CHECK(config.auth.stats_users == std::vector<std::string>{"monitor"});

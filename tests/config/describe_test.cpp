@@ -36,7 +36,7 @@ TEST_CASE("describe: defaults, changed values and absent [green]") {
   CHECK(entry(entries, "server.workers").value == "4");
   CHECK(entry(entries, "server.workers").default_value == "0");
   CHECK_FALSE(entry(entries, "server.workers").is_default);
-  CHECK(entry(entries, "auth.admin_users").value == "ops, dba");
+  CHECK(entry(entries, "auth.admin_users").value == "['ops', 'dba']");
   CHECK(entry(entries, "admin.console_database").value == "pgflip");
   CHECK(entry(entries, "switchover.timeout_ms").value == "30000");
   CHECK(entry(entries, "switchover.terminate_blue_backends").value == "true");
