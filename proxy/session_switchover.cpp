@@ -286,25 +286,14 @@ awaitable<std::string> Session::replay_state(ServerLogin& green, const CapturedS
 
 awaitable<void> Session::move_to(ServerLogin green, const std::string& environment,
                                  const config::Endpoint& endpoint) {
-  // Notifications that reached blue before the fence are still the client's.
+  // Notifications that reached blue before the fence are still the client's: one empty query
+  // round trip on blue brings every one queued before it (a backend delivers them before its
+  // ReadyForQuery), over TLS as well as plain TCP.
   error_code ec;
-  if (const std::size_t available = server_.available(ec); !ec && available > 0) {
-    std::string pending(available, '\0');
-    const std::size_t n = server_.read_some(asio::buffer(pending), ec);
-    pending.resize(ec ? 0 : n);
-    std::string forward;
-    std::string_view rest(pending);
-    while (true) {
-      auto decoded = proto::decode_backend(rest, std::size_t{1} << 30);
-      auto* message = std::get_if<proto::Decoded<proto::BackendMessage>>(&decoded);
-      if (!message) break;
-      if (std::holds_alternative<proto::NotificationResponse>(message->message)) {
-        forward.append(rest.substr(0, message->consumed));
-      }
-      rest.remove_prefix(message->consumed);
-    }
-    if (!forward.empty()) co_await write_client(std::move(forward));
-  }
+  std::string flush;
+  proto::encode(proto::Query{""}, flush);
+  QueryResult pending = co_await exchange(server_, flush, 1);
+  if (!pending.passthrough.empty()) co_await write_client(std::move(pending.passthrough));
   std::string terminate;
   proto::encode(proto::Terminate{}, terminate);
   co_await asio::async_write(server_, asio::buffer(terminate), use_nothrow);
