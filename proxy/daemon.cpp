@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <csignal>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -40,6 +41,9 @@ struct Daemon::Impl {
   bool stopping = false;
   std::unique_ptr<ControlPlane> control_plane;
   std::unique_ptr<AdminServer> admin;
+  /// Installed first thing in run(): a signal during start-up (recovery may take seconds)
+  /// waits in the set and is handled once the control loop runs.
+  std::optional<asio::signal_set> signals;
 
   explicit Impl(std::shared_ptr<const config::Config> config) {
     context.set_config(std::move(config));
@@ -107,9 +111,8 @@ struct Daemon::Impl {
   }
 
   awaitable<void> handle_signals() {
-    asio::signal_set signals(control, SIGTERM, SIGINT, SIGHUP);
     for (;;) {
-      auto [ec, signal] = co_await signals.async_wait(use_nothrow);
+      auto [ec, signal] = co_await signals->async_wait(use_nothrow);
       if (ec) co_return;
       if (signal == SIGHUP) {
         spdlog::info("received SIGHUP: reloading the configuration");
@@ -158,6 +161,7 @@ Daemon::~Daemon() = default;
 
 int Daemon::run() {
   std::signal(SIGPIPE, SIG_IGN);
+  impl_->signals.emplace(impl_->control, SIGTERM, SIGINT, SIGHUP);
   const auto config = impl_->context.config();
   unsigned count = config->server.workers;
   if (count == 0) count = std::max(1U, std::thread::hardware_concurrency());
