@@ -42,6 +42,12 @@ def wait_until(condition, timeout, interval=0.02, message="condition"):
         time.sleep(interval)
 
 
+def pgflipctl_binary():
+    """pgflipctl beside the pgflip under test ($PGFLIPCTL_BIN overrides)."""
+    pgflip = os.environ.get("PGFLIP_BIN") or str(REPO / "build" / "bin" / "pgflip")
+    return os.environ.get("PGFLIPCTL_BIN") or str(pathlib.Path(pgflip).with_name("pgflipctl"))
+
+
 def free_port():
     """A loopback port nobody listens on, below the ephemeral range (no client holds it)."""
     for _ in range(200):
@@ -210,6 +216,24 @@ class Pgflip:
         self.kill()
         raise AssertionError(f"pgflip did not accept connections within {timeout}s; log:\n"
                              f"{tail(self.log_text())}")
+
+    def admin_socket_path(self):
+        return pathlib.Path(self.overrides.get("admin", {}).get("socket")
+                            or self.admin_dir / "admin.sock")
+
+    def wait_admin_socket(self, timeout=10):
+        """Waits until the admin socket accepts connections (it starts after the listener)."""
+        path = self.admin_socket_path()
+
+        def accepting():
+            with socket.socket(socket.AF_UNIX) as s:
+                try:
+                    s.connect(str(path))
+                    return True
+                except OSError:
+                    return False
+        wait_until(accepting, timeout, message=f"admin socket {path}")
+        return self
 
     @property
     def pid(self):

@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import ssl
-import struct
 import tempfile
 
 import psycopg

@@ -141,7 +141,7 @@ class ConsoleTest(ConsoleMixin, harness.PgflipTestCase):
         self.assertEqual(config["server.listen"]["restart"], "t")
         self.assertEqual(config["blue.password"]["value"], "********")
         self.assertEqual(config["auth.query_password"]["value"], "********")
-        self.assertEqual(config["auth.admin_users"]["value"], ADMIN)
+        self.assertEqual(config["auth.admin_users"]["value"], f"['{ADMIN}']")
         self.assertEqual(config["admin.console_database"]["value"], "pgflip")
         self.assertEqual(config["server.workers"]["changed"], "t")  # the harness sets 2
         self.assertEqual(config["switchover.timeout_ms"]["changed"], "f")

@@ -6,7 +6,6 @@ paused. Under a pgbench TPC-B load no transaction fails and the totals add up.""
 
 import json
 import os
-import pathlib
 import re
 import subprocess
 import threading
@@ -22,9 +21,7 @@ CLIENTS = 8
 TRANSACTIONS = 150
 
 
-def pgflipctl_binary():
-    pgflip = os.environ.get("PGFLIP_BIN") or str(harness.REPO / "build" / "bin" / "pgflip")
-    return str(pathlib.Path(pgflip).with_name("pgflipctl"))
+pgflipctl_binary = harness.pgflipctl_binary
 
 
 class PauseTest(harness.PgflipTestCase):
@@ -54,10 +51,7 @@ class PauseTest(harness.PgflipTestCase):
         return reply["result"]
 
     def start(self, **server):
-        proxy = self.start_pgflip({"server": server} if server else None)
-        wait_until(lambda: (proxy.admin_dir / "admin.sock").exists(), 10,
-                   message="admin socket")
-        return proxy
+        return self.start_pgflip({"server": server} if server else None).wait_admin_socket()
 
     def history_count(self):
         with self.cluster.connect(dbname=DB) as conn:
@@ -192,9 +186,7 @@ class PauseTest(harness.PgflipTestCase):
         self.assertFalse(self.ctl_ok(proxy, "status")["paused"])
 
     def test_console_pause_and_resume(self):
-        proxy = self.start_pgflip({"auth": {"admin_users": ["postgres"]}})
-        wait_until(lambda: (proxy.admin_dir / "admin.sock").exists(), 10,
-                   message="admin socket")
+        proxy = self.start_pgflip({"auth": {"admin_users": ["postgres"]}}).wait_admin_socket()
         client = psycopg.connect(proxy.dsn(dbname=DB), autocommit=True)
         self.addCleanup(client.close)
         console = psycopg.connect(proxy.dsn(dbname="pgflip"), autocommit=True)

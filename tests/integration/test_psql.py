@@ -1,7 +1,6 @@
 """psql through pgflip: queries, errors that leave the session usable, \\copy both ways, a large result."""
 
 import hashlib
-import os
 import random
 
 import harness

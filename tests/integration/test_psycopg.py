@@ -3,7 +3,6 @@ COPY both ways, LISTEN/NOTIFY, transaction status, errors inside a transaction."
 
 import decimal
 
-import psycopg
 from psycopg import errors, pq
 
 import harness

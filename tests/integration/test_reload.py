@@ -5,11 +5,9 @@ serving with the old configuration; limits and the log level change live; server
 reported as needing a restart."""
 
 import json
-import os
 import pathlib
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 
@@ -20,9 +18,7 @@ from harness import wait_until
 DB = "app"
 
 
-def pgflipctl_binary():
-    pgflip = os.environ.get("PGFLIP_BIN") or str(harness.REPO / "build" / "bin" / "pgflip")
-    return os.environ.get("PGFLIPCTL_BIN") or str(pathlib.Path(pgflip).with_name("pgflipctl"))
+pgflipctl_binary = harness.pgflipctl_binary
 
 
 class ReloadTest(harness.PgflipTestCase):
@@ -37,18 +33,7 @@ class ReloadTest(harness.PgflipTestCase):
     # --- helpers ----------------------------------------------------------------------------
 
     def start(self, overrides):
-        proxy = self.start_pgflip(overrides)
-        socket_path = proxy.admin_dir / "admin.sock"
-
-        def admin_accepting():
-            with socket.socket(socket.AF_UNIX) as s:
-                try:
-                    s.connect(str(socket_path))
-                    return True
-                except OSError:
-                    return False
-        wait_until(admin_accepting, 10, message=f"admin socket {socket_path}")
-        return proxy
+        return self.start_pgflip(overrides).wait_admin_socket()
 
     def rewrite(self, proxy, section, **keys):
         """Changes keys of the running pgflip's config file (None removes a key)."""

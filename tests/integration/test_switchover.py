@@ -9,10 +9,8 @@ the test, puts the clusters back as they were: replication objects gone, the dat
 on both sides, blue unfenced."""
 
 import json
-import os
 import pathlib
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -24,9 +22,7 @@ import harness
 from harness import run, wait_until
 
 
-def pgflipctl_binary():
-    pgflip = os.environ.get("PGFLIP_BIN") or str(harness.REPO / "build" / "bin" / "pgflip")
-    return os.environ.get("PGFLIPCTL_BIN") or str(pathlib.Path(pgflip).with_name("pgflipctl"))
+pgflipctl_binary = harness.pgflipctl_binary
 
 
 class CtlResult:
@@ -132,19 +128,7 @@ class SwitchoverTestCase(harness.PgflipTestCase):
 
     def start_and_wait_admin(self, proxy):
         """Starts pgflip and waits for its admin socket too (it appears after the listener)."""
-        proxy.start()
-        socket_path = pathlib.Path(proxy.overrides.get("admin", {}).get("socket")
-                                   or proxy.admin_dir / "admin.sock")
-
-        def accepting():
-            with socket.socket(socket.AF_UNIX) as s:
-                try:
-                    s.connect(str(socket_path))
-                    return True
-                except OSError:
-                    return False
-        wait_until(accepting, 10, message=f"admin socket {socket_path}")
-        return proxy
+        return proxy.start().wait_admin_socket()
 
     def ctl(self, proxy, *args, timeout=90):
         cmd = [pgflipctl_binary(), "--config", str(proxy.config_path), "--json", *args]
