@@ -2,8 +2,11 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
+#include <stop_token>
 #include <string>
+#include <thread>
 
 #include "proxy/admin_server.hpp"
 #include "proxy/proxy_context.hpp"
@@ -15,6 +18,7 @@ namespace pgflip::proxy {
 class ControlPlane {
  public:
   explicit ControlPlane(ProxyContext& context);
+  ~ControlPlane();
 
   /// Registers every admin command on `admin`.
   void register_commands(AdminServer& admin);
@@ -25,6 +29,14 @@ class ControlPlane {
   /// At start-up: route by the durable state, undo a fence left by an interrupted switchover.
   void recover() { switchover_.recover(); }
 
+  /// Polls `replication status` in the background for the lag metrics (never on a scrape),
+  /// when [green] and replication.databases are configured with admin logins on both sides.
+  void start_replication_poller();
+  void stop_replication_poller();
+
+  /// The poll interval of the replication poller.
+  static constexpr std::chrono::seconds kReplicationPollInterval{5};
+
  private:
   AdminReply status(const AdminRequest& request);
   AdminReply replication_precheck(const AdminRequest& request);
@@ -32,12 +44,22 @@ class ControlPlane {
   AdminReply replication_status(const AdminRequest& request);
   AdminReply replication_cleanup(const AdminRequest& request);
   AdminReply switchover(const AdminRequest& request, const AdminEmit& emit);
+  AdminReply show_stats(const AdminRequest& request);
+
+  void poll_replication(std::stop_token stop);
+  /// Makes the poller poll now (after replication init, after a switchover).
+  void request_poll();
 
   ProxyContext& context_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   /// Long operations (init, cleanup, switchover) change the servers: one at a time.
   std::timed_mutex long_operation_;
   Switchover switchover_;
+
+  std::mutex poll_mutex_;
+  std::condition_variable_any poll_wake_;
+  bool poll_requested_ = false;
+  std::jthread poller_;  // last: stopped and joined before the rest is destroyed
 };
 
 }  // namespace pgflip::proxy

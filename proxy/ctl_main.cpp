@@ -35,6 +35,8 @@ Commands:
                                        move every live session to green; prints each
                                        step and a report; exit 0 only when green serves
   abort                                abort a running switchover (before its commit point)
+  show stats                           per-database transactions, queries, bytes, query
+                                       time and errors since pgflip started
   help                                 the commands this pgflip serves
 
 Options:

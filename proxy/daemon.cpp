@@ -12,6 +12,7 @@
 #include "proxy/asio.hpp"
 #include "proxy/control_plane.hpp"
 #include "proxy/front_door.hpp"
+#include "proxy/metrics_server.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/session.hpp"
 
@@ -39,10 +40,21 @@ struct Daemon::Impl {
   bool stopping = false;
   std::unique_ptr<ControlPlane> control_plane;
   std::unique_ptr<AdminServer> admin;
+  std::unique_ptr<MetricsServer> metrics;
 
   explicit Impl(std::shared_ptr<const config::Config> config) {
     context.config = std::move(config);
+    context.metrics.watch(context.sessions, context.router);
     control_plane = std::make_unique<ControlPlane>(context);
+  }
+
+  void start_metrics() {
+    const auto& settings = context.config->metrics;
+    if (!settings.enabled()) return;
+    metrics = std::make_unique<MetricsServer>(
+        settings.listen_host, settings.listen_port, [this] { return context.metrics.render(); },
+        [this] { return !context.stopping.load(); });
+    metrics->start();
   }
 
   void listen() {
@@ -72,9 +84,11 @@ struct Daemon::Impl {
         co_await timer.async_wait(use_nothrow);
         continue;
       }
+      context.metrics.connection_accepted();
       const std::uint32_t max_clients = context.config->server.max_client_conn;
       if (!context.front_door.limits.try_add_client(max_clients)) {
         spdlog::info("connection refused: server.max_client_conn ({}) reached", max_clients);
+        context.metrics.connection_refused();
         asio::co_spawn(
             worker.io.get_executor(),
             refuse_connection(std::move(socket),
@@ -122,6 +136,7 @@ struct Daemon::Impl {
   /// progress may finish); whatever is left at server.shutdown_timeout_ms is closed.
   awaitable<void> graceful_stop() {
     stopping = true;
+    context.stopping = true;  // the health check answers 503 from now on
     error_code ignored;
     acceptor.close(ignored);
     if (admin) admin->stop();
@@ -186,6 +201,15 @@ int Daemon::run() {
     spdlog::critical("{}", e.what());
     return 1;
   }
+  try {
+    impl_->start_metrics();
+  } catch (const std::exception& e) {
+    const auto& settings = impl_->context.config->metrics;
+    spdlog::critical("cannot serve metrics on {}:{} (metrics.listen): {}", settings.listen_host,
+                     settings.listen_port, e.what());
+    return 1;
+  }
+  impl_->control_plane->start_replication_poller();
   for (auto& worker : impl_->workers) {
     worker->thread = std::thread([&io = worker->io] { io.run(); });
   }
@@ -193,6 +217,8 @@ int Daemon::run() {
   asio::co_spawn(impl_->control, impl_->handle_signals(),
                  [this](std::exception_ptr) { impl_->control.stop(); });
   impl_->control.run();
+  impl_->control_plane->stop_replication_poller();
+  if (impl_->metrics) impl_->metrics->stop();
   for (auto& worker : impl_->workers) {
     worker->guard.reset();
     worker->io.stop();
