@@ -218,21 +218,15 @@ ProxyMetrics::ProxyMetrics() {
       "pgflip_replication_retained_wal_bytes",
       "WAL bytes blue keeps for the slot (current LSN - restart_lsn), from the last poll",
       {"database"});
-  replication_poll_ok_ =
-      &registry_
-           .add<Gauge>("pgflip_replication_poll_ok",
-                       "1 when the last replication status poll succeeded, 0 when it failed", {})
-           .with({});
+  replication_poll_ok_ = &registry_.add<Gauge>(
+      "pgflip_replication_poll_ok",
+      "1 when the last replication status poll succeeded, 0 when it failed", {});
   replication_poll_timestamp_ =
-      &registry_
-           .add<Gauge>("pgflip_replication_last_poll_timestamp_seconds",
-                       "Unix time of the last replication status poll (0 = none yet)", {})
-           .with({});
-  replication_poll_duration_ = &registry_
-                                    .add<Histogram>("pgflip_replication_poll_duration_seconds",
-                                                    "How long replication status polls take", {},
-                                                    std::span<const double>(metrics::kStepBuckets))
-                                    .with({});
+      &registry_.add<Gauge>("pgflip_replication_last_poll_timestamp_seconds",
+                            "Unix time of the last replication status poll", {});
+  replication_poll_duration_ = &registry_.add<Histogram>(
+      "pgflip_replication_poll_duration_seconds", "How long replication status polls take", {},
+      std::span<const double>(metrics::kStepBuckets));
 
   switchover_runs_ = &registry_.add<Counter>(
       "pgflip_switchover_runs_total",
@@ -341,9 +335,9 @@ void ProxyMetrics::replication_polled(const std::vector<ReplicationSample>& samp
 
 void ProxyMetrics::replication_poll_result(bool ok, double unix_time,
                                            std::chrono::nanoseconds duration) {
-  replication_poll_ok_->set(ok ? 1 : 0);
-  replication_poll_timestamp_->set(unix_time);
-  replication_poll_duration_->observe(duration);
+  replication_poll_ok_->with({}).set(ok ? 1 : 0);
+  replication_poll_timestamp_->with({}).set(unix_time);
+  replication_poll_duration_->with({}).observe(duration);
 }
 
 }  // namespace pgflip::proxy

@@ -146,9 +146,11 @@ class ProxyMetrics {
   metrics::GaugeFamily* replication_lag_bytes_;
   metrics::GaugeFamily* replication_lag_seconds_;
   metrics::GaugeFamily* replication_retained_wal_;
-  metrics::Gauge* replication_poll_ok_;
-  metrics::Gauge* replication_poll_timestamp_;
-  metrics::Histogram* replication_poll_duration_;
+  // Without label values: their one child appears with the first poll, so that a pgflip
+  // that does not poll shows no misleading "poll_ok 0".
+  metrics::GaugeFamily* replication_poll_ok_;
+  metrics::GaugeFamily* replication_poll_timestamp_;
+  metrics::HistogramFamily* replication_poll_duration_;
   metrics::CounterFamily* switchover_runs_;
   metrics::HistogramFamily* switchover_steps_;
 };
