@@ -9,6 +9,7 @@ then sends nothing but the scripts' statements (no vacuum, no table-size probe).
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import urllib.error
@@ -288,6 +289,26 @@ class WorkloadMetricsTest(MetricsMixin, harness.PgflipTestCase):
         self.wait_no_clients()
         scrape = self.scrape(self.proxy)
         self.assertEqual(scrape.total("pgflip_server_connections"), 0)
+
+
+class HealthTest(harness.PgflipTestCase):
+    pgflip_only = True
+
+    def test_healthz_turns_503_while_stopping(self):
+        port = harness.free_port()
+        proxy = self.start_pgflip({"metrics": {"listen": f"127.0.0.1:{port}"}})
+        self.assertEqual(http_get(port, "/healthz")[::2], (200, "ok\n"))
+        conn = proxy.connect(autocommit=False)  # a transaction keeps the graceful stop waiting
+        self.addCleanup(conn.close)
+        conn.execute("SELECT 1")
+        proxy.signal(signal.SIGTERM)
+        wait_until(lambda: http_get(port, "/healthz")[0] == 503, 10,
+                   message="/healthz to answer 503 during the graceful stop")
+        self.assertEqual(http_get(port, "/metrics")[0], 200)  # metrics still served meanwhile
+        conn.commit()
+        self.assertEqual(proxy.wait(15), 0)
+        with self.assertRaises(OSError):
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
 
 
 class SwitchoverMetricsTest(MetricsMixin, SwitchoverTestCase):
