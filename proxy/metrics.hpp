@@ -136,7 +136,7 @@ class FamilyBase {
 
  protected:
   void render_header(std::string& out, std::string_view type) const;
-  /// `name{l1="v1",...,extra_name="extra_value"} ` (no braces without labels), escaped.
+  /// `{l1="v1",...,extra_name="extra_value"}`, escaped; nothing when there are no labels.
   void render_labels(std::string& out, const Labels& values, std::string_view extra_name = {},
                      std::string_view extra_value = {}) const;
 
