@@ -38,8 +38,9 @@ constexpr std::size_t kMaxNamePrefixLength = 20;
 constexpr std::string_view kListenExample =
     "expected 'host:port', e.g. '127.0.0.1:6432', '[::1]:6432' or '*:6432'";
 
-constexpr std::string_view kTopLevelKeys[] = {"server", "admin", "auth",        "tls",       "blue",
-                                              "green",  "log",   "replication", "switchover"};
+constexpr std::string_view kTopLevelKeys[] = {"server",      "admin",     "metrics", "auth",
+                                              "tls",         "blue",      "green",   "log",
+                                              "replication", "switchover"};
 constexpr std::string_view kServerKeys[] = {
     "listen",
     "workers",
@@ -54,6 +55,7 @@ constexpr std::string_view kServerKeys[] = {
     "query_wait_timeout_ms",
 };
 constexpr std::string_view kAdminKeys[] = {"socket", "console_database"};
+constexpr std::string_view kMetricsKeys[] = {"listen"};
 constexpr std::string_view kAuthKeys[] = {
     "method",         "users_file",     "query",       "query_user",
     "query_password", "query_database", "admin_users", "stats_users",
@@ -83,6 +85,7 @@ struct TableKeys {
 };
 constexpr TableKeys kSchema[] = {{"server", kServerKeys},
                                  {"admin", kAdminKeys},
+                                 {"metrics", kMetricsKeys},
                                  {"auth", kAuthKeys},
                                  {"tls", kTlsKeys},
                                  {"blue", kEndpointKeys},
@@ -569,6 +572,20 @@ void read_admin(TableReader& reader, AdminSettings& admin) {
   }
 }
 
+void read_metrics(TableReader& reader, MetricsSettings& metrics) {
+  reader.reject_unknown(kMetricsKeys);
+  if (auto listen = reader.read_string("listen")) {
+    if (listen->empty()) return;  // off, as when the key is absent
+    ListenAddress address;
+    if (std::string why = parse_listen(*listen, address); !why.empty()) {
+      reader.report("listen", std::move(why));
+    } else {
+      metrics.listen_host = std::move(address.host);
+      metrics.listen_port = address.port;
+    }
+  }
+}
+
 // Why `name` cannot be a PostgreSQL role name; empty when it can.
 [[nodiscard]] std::string check_role_name(std::string_view name) {
   if (name.empty()) return "must not be empty";
@@ -962,6 +979,9 @@ std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
   add("server.query_wait_timeout_ms", ms_text(s.query_wait_timeout));
   add("admin.socket", config.admin.socket);
   add("admin.console_database", config.admin.console_database);
+  add("metrics.listen", config.metrics.enabled() ? config.metrics.listen_host + ":" +
+                                                       std::to_string(config.metrics.listen_port)
+                                                 : std::string());
   const AuthSettings& a = config.auth;
   add("auth.method", std::string(to_string(a.method)));
   add("auth.users_file", a.users_file);
@@ -1042,6 +1062,19 @@ Config parse_config(std::string_view toml_text, std::string_view source_name) {
   if (const toml::table* table = top.read_table("admin")) {
     TableReader reader(*table, "admin", problems);
     read_admin(reader, config.admin);
+  }
+  if (const toml::table* table = top.read_table("metrics")) {
+    TableReader reader(*table, "metrics", problems);
+    read_metrics(reader, config.metrics);
+    const auto& m = config.metrics;
+    const auto& server = config.server;
+    const auto wildcard = [](const std::string& host) { return host == "0.0.0.0" || host == "::"; };
+    if (m.enabled() && m.listen_port == server.listen_port &&
+        (m.listen_host == server.listen_host || wildcard(m.listen_host) ||
+         wildcard(server.listen_host))) {
+      reader.report("listen", "uses the same port as server.listen (" +
+                                  std::to_string(server.listen_port) + ")");
+    }
   }
   if (const toml::table* table = top.read_table("auth")) {
     TableReader reader(*table, "auth", problems);

@@ -116,6 +116,16 @@ struct AdminSettings {
   std::string console_database = "pgflip";
 };
 
+/// The [metrics] table: Prometheus metrics and a health check over HTTP.
+struct MetricsSettings {
+  /// From metrics.listen "host:port" (same forms as server.listen); an empty or absent key
+  /// leaves the HTTP endpoint off (listen_port 0).
+  std::string listen_host;
+  std::uint16_t listen_port = 0;
+
+  [[nodiscard]] bool enabled() const { return listen_port != 0; }
+};
+
 /// The [auth] table: how clients authenticate to pgflip.
 struct AuthSettings {
   AuthMethod method = AuthMethod::kScramSha256;
@@ -215,6 +225,7 @@ struct Config {
   std::string source;
   ServerSettings server;
   AdminSettings admin;
+  MetricsSettings metrics;
   AuthSettings auth;
   TlsSettings tls;
   Endpoint blue;

@@ -20,9 +20,10 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
 /// sockets and threads, the admin table, TLS contexts, TLS to the servers, the state file.
 bool needs_restart(std::string_view key) {
   constexpr std::string_view kKeys[] = {
-      "server.listen", "server.workers",   "admin.socket",   "admin.console_database",
-      "blue.sslmode",  "blue.sslrootcert", "green.sslmode",  "green.sslrootcert",
-      "tls.cert_file", "tls.key_file",     "tls.client_tls", "switchover.state_file",
+      "server.listen",  "server.workers",   "admin.socket",   "admin.console_database",
+      "blue.sslmode",   "blue.sslrootcert", "green.sslmode",  "green.sslrootcert",
+      "tls.cert_file",  "tls.key_file",     "tls.client_tls", "switchover.state_file",
+      "metrics.listen",
   };
   return std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys);
 }

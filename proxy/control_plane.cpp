@@ -56,6 +56,8 @@ AdminReply guarded(Body&& body) {
 
 ControlPlane::ControlPlane(ProxyContext& context) : context_(context), switchover_(context) {}
 
+ControlPlane::~ControlPlane() { stop_replication_poller(); }
+
 replication::Settings ControlPlane::replication_settings(const config::Config& config) {
   replication::Settings settings;
   settings.blue = admin_login(config.blue);
@@ -97,6 +99,8 @@ void ControlPlane::register_commands(AdminServer& admin) {
                     std::to_string(count) + " DDL command(s) acknowledged\n");
               });
             });
+  admin.add("show stats", "per-database totals: transactions, queries, bytes, query time, errors",
+            [this](const AdminRequest& r, const AdminEmit&) { return show_stats(r); });
   admin.add("switchover",
             "move every session to green (args: timeout_s, drain_timeout_s, on_straggler, dry_run)",
             [this](const AdminRequest& r, const AdminEmit& emit) { return switchover(r, emit); });
@@ -196,6 +200,7 @@ AdminReply ControlPlane::replication_init(const AdminRequest& request, const Adm
       emit("progress", line, p.to_json());
     };
     const auto report = manager.init(options);
+    request_poll();  // the lag metrics appear now, not at the next interval
     return AdminReply::success(report.to_json(), report.to_table());
   });
 }
@@ -243,6 +248,7 @@ AdminReply ControlPlane::switchover(const AdminRequest& request, const AdminEmit
     record_.running = true;
   }
   AdminReply reply = switchover_.run(std::get<SwitchoverOptions>(options), emit);
+  request_poll();
   std::lock_guard record(record_mutex_);
   record_.running = false;
   if (const json::object* result = reply.result.if_object();
@@ -395,6 +401,116 @@ AdminReply ControlPlane::resume() {
   spdlog::warn("RESUME: {} session(s) released", released);
   return AdminReply::success(json::object{{"paused", false}, {"sessions", released}},
                              "resumed: " + std::to_string(released) + " session(s) released\n");
+}
+
+AdminReply ControlPlane::show_stats(const AdminRequest&) {
+  json::array result;
+  std::vector<std::vector<std::string>> rows;
+  const auto millis = [](std::uint64_t us) {
+    char text[32];
+    std::snprintf(text, sizeof text, "%.3f ms", static_cast<double>(us) / 1000.0);
+    return std::string(text);
+  };
+  for (const DatabaseStats* db : context_.metrics.databases()) {
+    const std::uint64_t transactions = db->transactions->value();
+    const std::uint64_t queries = db->queries->value();
+    const std::uint64_t received = db->bytes_received->value();
+    const std::uint64_t sent = db->bytes_sent->value();
+    const auto latency = db->query_duration->snapshot();
+    const std::uint64_t query_time_us = latency.sum_ns / 1000;
+    const std::uint64_t timed = latency.count();
+    const std::uint64_t avg_query_us = timed == 0 ? 0 : query_time_us / timed;
+    const std::uint64_t errors = db->errors.total();
+    // Flat objects with the same keys in the same order: one row each.
+    result.push_back(json::object{{"database", db->name},
+                                  {"total_xact_count", transactions},
+                                  {"total_query_count", queries},
+                                  {"total_received", received},
+                                  {"total_sent", sent},
+                                  {"total_query_time_us", query_time_us},
+                                  {"avg_query_time_us", avg_query_us},
+                                  {"total_errors", errors}});
+    rows.push_back({db->name, std::to_string(transactions), std::to_string(queries),
+                    replication::format_bytes(static_cast<std::int64_t>(received)),
+                    replication::format_bytes(static_cast<std::int64_t>(sent)),
+                    millis(query_time_us), millis(avg_query_us), std::to_string(errors)});
+  }
+  std::string text = replication::render_table({"DATABASE", "TRANSACTIONS", "QUERIES", "RECEIVED",
+                                                "SENT", "QUERY TIME", "AVG QUERY", "ERRORS"},
+                                               rows);
+  if (rows.empty()) text += "(no client has logged in yet)\n";
+  return AdminReply::success(std::move(result), std::move(text));
+}
+
+// ---------------------------------------------------------------------------
+// The replication poller: `replication status` every few seconds for the lag gauges.
+
+void ControlPlane::start_replication_poller() {
+  const auto snapshot = context_.config();
+  const auto& config = *snapshot;
+  if (!config.green || config.replication.databases.empty() || config.blue.admin_user.empty() ||
+      config.green->admin_user.empty()) {
+    return;
+  }
+  poller_ = std::jthread([this](std::stop_token stop) { poll_replication(stop); });
+}
+
+void ControlPlane::stop_replication_poller() {
+  if (!poller_.joinable()) return;
+  poller_.request_stop();
+  poll_wake_.notify_all();
+  poller_.join();
+}
+
+void ControlPlane::request_poll() {
+  {
+    std::lock_guard lock(poll_mutex_);
+    poll_requested_ = true;
+  }
+  poll_wake_.notify_all();
+}
+
+void ControlPlane::poll_replication(std::stop_token stop) {
+  // Every this many polls the heartbeat table is pruned (status() only adds rows).
+  constexpr int kPruneEvery = 60;
+  int polls = 0;
+  bool last_ok = true;
+  while (!stop.stop_requested()) {
+    const auto snapshot = context_.config();
+    const auto& config = *snapshot;
+    if (context_.router.active().name != "blue") {
+      // Green serves: the forward replication is gone, so are its gauges.
+      context_.metrics.replication_polled({});
+    } else if (!switchover_.running()) {  // a switchover fences blue: keep the last values
+      const auto started = std::chrono::steady_clock::now();
+      bool ok = true;
+      try {
+        replication::Manager manager(replication_settings(config));
+        const auto report = manager.status();
+        std::vector<ProxyMetrics::ReplicationSample> samples;
+        for (const auto& db : report.databases) {
+          if (db.state == "absent") continue;  // nothing set up for it (yet)
+          samples.push_back({db.database, db.lag_bytes, db.lag_seconds, db.retained_wal_bytes});
+        }
+        context_.metrics.replication_polled(samples);
+        if (!samples.empty() && ++polls % kPruneEvery == 0) (void)manager.heartbeat();
+        if (!last_ok) spdlog::info("replication status poll works again");
+      } catch (const std::exception& e) {
+        ok = false;
+        // Logged when it starts failing, not every interval.
+        if (last_ok)
+          spdlog::warn("replication status poll failed (lag metrics stale): {}", e.what());
+      }
+      last_ok = ok;
+      const double now =
+          std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
+              .count();
+      context_.metrics.replication_poll_result(ok, now, std::chrono::steady_clock::now() - started);
+    }
+    std::unique_lock lock(poll_mutex_);
+    poll_wake_.wait_for(lock, stop, kReplicationPollInterval, [this] { return poll_requested_; });
+    poll_requested_ = false;
+  }
 }
 
 }  // namespace pgflip::proxy

@@ -2,9 +2,12 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <mutex>
+#include <stop_token>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "proxy/admin_server.hpp"
 #include "proxy/proxy_context.hpp"
@@ -16,6 +19,7 @@ namespace pgflip::proxy {
 class ControlPlane {
  public:
   explicit ControlPlane(ProxyContext& context);
+  ~ControlPlane();
 
   /// Registers every admin command on `admin`.
   void register_commands(AdminServer& admin);
@@ -29,6 +33,13 @@ class ControlPlane {
   /// Re-reads the configuration file (SIGHUP, the `reload` command); see reload.hpp. Refused
   /// while a switchover runs. `trigger` names the cause in the log ("SIGHUP", "admin").
   AdminReply reload(std::string_view trigger);
+  /// Polls `replication status` in the background for the lag metrics (never on a scrape),
+  /// when [green] and replication.databases are configured with admin logins on both sides.
+  void start_replication_poller();
+  void stop_replication_poller();
+
+  /// The poll interval of the replication poller.
+  static constexpr std::chrono::seconds kReplicationPollInterval{5};
 
  private:
   AdminReply status(const AdminRequest& request);
@@ -46,6 +57,11 @@ class ControlPlane {
   AdminReply show_config();
   AdminReply show_state();
   AdminReply show_replication();
+  AdminReply show_stats(const AdminRequest& request);
+
+  void poll_replication(std::stop_token stop);
+  /// Makes the poller poll now (after replication init, after a switchover).
+  void request_poll();
 
   ProxyContext& context_;
   const std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
@@ -65,6 +81,10 @@ class ControlPlane {
   };
   std::mutex record_mutex_;
   SwitchoverRecord record_;  // guarded by record_mutex_
+  std::mutex poll_mutex_;
+  std::condition_variable_any poll_wake_;
+  bool poll_requested_ = false;
+  std::jthread poller_;  // last: stopped and joined before the rest is destroyed
 };
 
 }  // namespace pgflip::proxy

@@ -37,7 +37,8 @@ Commands:
                                        Ctrl-C, or N times
   show clients                         one row per client connection (consoles included)
   show servers                         one row per server connection
-  show stats                           traffic and switchover counters
+  show stats                           per-database transactions, queries, bytes, query
+                                       time and errors since pgflip started
   show config                          the loaded configuration, secrets masked
   show state                           active environment, epoch, switchover, fence, uptime
   show replication                     replication status, one row per database

@@ -14,6 +14,7 @@
 #include "proxy/control_plane.hpp"
 #include "proxy/front_door.hpp"
 #include "proxy/log.hpp"
+#include "proxy/metrics_server.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/session.hpp"
 
@@ -44,10 +45,22 @@ struct Daemon::Impl {
   /// Installed first thing in run(): a signal during start-up (recovery may take seconds)
   /// waits in the set and is handled once the control loop runs.
   std::optional<asio::signal_set> signals;
+  std::unique_ptr<MetricsServer> metrics;
 
   explicit Impl(std::shared_ptr<const config::Config> config) {
     context.set_config(std::move(config));
+    context.metrics.watch(context.sessions, context.router);
     control_plane = std::make_unique<ControlPlane>(context);
+  }
+
+  void start_metrics() {
+    const auto snapshot = context.config();
+    const auto& settings = snapshot->metrics;
+    if (!settings.enabled()) return;
+    metrics = std::make_unique<MetricsServer>(
+        settings.listen_host, settings.listen_port, [this] { return context.metrics.render(); },
+        [this] { return !context.stopping.load(); });
+    metrics->start();
   }
 
   void listen() {
@@ -78,10 +91,12 @@ struct Daemon::Impl {
         co_await timer.async_wait(use_nothrow);
         continue;
       }
+      context.metrics.connection_accepted();
       // Read per connection: a reload changes it.
       const std::uint32_t max_clients = context.config()->server.max_client_conn;
       if (!context.front_door.limits.try_add_client(max_clients)) {
         spdlog::info("connection refused: server.max_client_conn ({}) reached", max_clients);
+        context.metrics.connection_refused();
         asio::co_spawn(
             worker.io.get_executor(),
             refuse_connection(std::move(socket),
@@ -129,6 +144,7 @@ struct Daemon::Impl {
   /// progress may finish); whatever is left at server.shutdown_timeout_ms is closed.
   awaitable<void> graceful_stop() {
     stopping = true;
+    context.stopping = true;  // the health check answers 503 from now on
     error_code ignored;
     acceptor.close(ignored);
     if (admin) admin->stop();
@@ -195,6 +211,16 @@ int Daemon::run() {
     spdlog::critical("{}", e.what());
     return 1;
   }
+  try {
+    impl_->start_metrics();
+  } catch (const std::exception& e) {
+    const auto snapshot = impl_->context.config();
+    const auto& settings = snapshot->metrics;
+    spdlog::critical("cannot serve metrics on {}:{} (metrics.listen): {}", settings.listen_host,
+                     settings.listen_port, e.what());
+    return 1;
+  }
+  impl_->control_plane->start_replication_poller();
   for (auto& worker : impl_->workers) {
     worker->thread = std::thread([&io = worker->io] { io.run(); });
   }
@@ -202,6 +228,8 @@ int Daemon::run() {
   asio::co_spawn(impl_->control, impl_->handle_signals(),
                  [this](std::exception_ptr) { impl_->control.stop(); });
   impl_->control.run();
+  impl_->control_plane->stop_replication_poller();
+  if (impl_->metrics) impl_->metrics->stop();
   for (auto& worker : impl_->workers) {
     worker->guard.reset();
     worker->io.stop();

@@ -1,4 +1,4 @@
-// What every session shares: the configuration, the cancel-key map and the session list.
+// What every session shares: the configuration, the cancel-key map, the session list, metrics.
 #pragma once
 
 #include <atomic>
@@ -12,6 +12,7 @@
 #include "config/config.hpp"
 #include "proxy/cancel_registry.hpp"
 #include "proxy/front_door.hpp"
+#include "proxy/proxy_metrics.hpp"
 
 namespace pgflip::proxy {
 
@@ -75,6 +76,10 @@ struct ProxyContext {
   std::atomic<std::uint64_t> next_session_id{1};
   /// Sessions past the login gate that are not relaying yet; a switchover waits for 0.
   std::atomic<int> logins_in_flight{0};
+  /// Counters and gauges for the metrics endpoint and `show stats`.
+  ProxyMetrics metrics;
+  /// Set when a graceful stop begins (the health check then answers 503).
+  std::atomic<bool> stopping{false};
   /// PAUSE is in force: sessions (also those logging in now) hold requests at boundaries.
   std::atomic<bool> paused{false};
   /// The admin command table, for the admin console; set at start, before any session runs.

@@ -37,6 +37,8 @@ config::Config keep_restart_only(const config::Config& before, const config::Con
   kept.server.listen_port = before.server.listen_port;
   kept.server.workers = before.server.workers;
   kept.admin = before.admin;
+  // The metrics endpoint is bound at start.
+  kept.metrics = before.metrics;
   // TLS contexts are built at start; sessions use them without locks.
   kept.tls = before.tls;
   keep_server_tls(before.blue, kept.blue);

@@ -39,6 +39,18 @@ std::string_view state_name(Session::State state) {
   return "?";
 }
 
+/// The SQLSTATE of an ErrorResponse body (its 'C' field), or empty.
+std::string_view error_sqlstate(std::string_view body) {
+  while (!body.empty() && body.front() != '\0') {
+    const char code = body.front();
+    const auto end = body.find('\0', 1);
+    if (end == std::string_view::npos) break;
+    if (code == 'C') return body.substr(1, end - 1);
+    body.remove_prefix(end + 1);
+  }
+  return {};
+}
+
 /// The severity of an ErrorResponse body (the non-localized 'V' field if present).
 std::string_view error_severity(std::string_view body) {
   std::string_view severity;
@@ -103,6 +115,7 @@ void Session::set_state(State state) {
   log::debug(log_conn(), "{} -> {}", state_name(state_), state_name(state));
   state_ = state;
   publish_info();
+  publish();
 }
 
 void Session::publish_info() {
@@ -143,6 +156,100 @@ void Session::publish_info() {
 SessionInfo Session::info() const {
   std::lock_guard lock(info_mutex_);
   return info_;
+}
+
+// ---------------------------------------------------------------------------
+// Metrics. The hot path only updates plain members; shared counters are touched once per
+// server chunk that ends a query cycle (relaxed adds on this thread's shard).
+
+namespace {
+constexpr std::uint32_t kViewClientMask = 0x7;
+constexpr std::uint32_t kViewHasServer = 0x8;
+constexpr std::uint32_t kViewServerLogin = 0x10;
+constexpr std::uint32_t kViewGreen = 0x20;
+constexpr std::uint32_t kViewPrewarmed = 0x40;
+}  // namespace
+
+SessionView Session::view() const {
+  const std::uint32_t bits = view_.load(std::memory_order_relaxed);
+  SessionView view;
+  view.client = static_cast<ClientState>(bits & kViewClientMask);
+  view.has_server = (bits & kViewHasServer) != 0;
+  view.server_login = (bits & kViewServerLogin) != 0;
+  view.green = (bits & kViewGreen) != 0;
+  view.prewarmed = (bits & kViewPrewarmed) != 0;
+  return view;
+}
+
+void Session::publish() {
+  ClientState client = ClientState::kLogin;
+  bool has_server = false;
+  switch (state_) {
+    case State::kStartup:
+    case State::kAuth:
+      break;
+    case State::kLogin:
+      has_server = server_login_;
+      break;
+    case State::kActive:
+      has_server = true;
+      if (holding_) {
+        client = ClientState::kParked;
+      } else if (pending_responses_ > 0 || unsynced_ || !client_scanner_.at_boundary()) {
+        client = ClientState::kActive;
+      } else if (transaction_status_ != 'I') {
+        client = ClientState::kIdleInTransaction;
+      } else {
+        client = ClientState::kIdle;
+      }
+      break;
+    case State::kClosing:
+      client = ClientState::kClosing;
+      break;
+  }
+  std::uint32_t bits = static_cast<std::uint32_t>(client);
+  if (has_server) bits |= kViewHasServer;
+  if (server_login_) bits |= kViewServerLogin;
+  if (green_) bits |= kViewGreen;
+  if (prewarmed_) bits |= kViewPrewarmed;
+  view_.store(bits, std::memory_order_relaxed);
+}
+
+void Session::end_cycle() {
+  if (cycle_count_ < cycle_starts_.size()) {
+    cycle_starts_[(cycle_head_ + cycle_count_) % cycle_starts_.size()] = cycle_first_;
+    ++cycle_count_;
+  }
+  cycle_open_ = false;
+}
+
+void Session::on_ready_for_query() {
+  if (server_chunk_time_ == Clock::time_point{}) server_chunk_time_ = Clock::now();
+  if (cycle_count_ > 0) {
+    last_cycle_start_ = cycle_starts_[cycle_head_];
+    cycle_head_ = (cycle_head_ + 1) % cycle_starts_.size();
+    --cycle_count_;
+  }
+  if (pending_latency_) pending_latency_->observe(server_chunk_time_ - last_cycle_start_);
+  ++pending_queries_;
+  if (transaction_status_ == 'I') ++pending_transactions_;
+  flush_due_ = true;
+}
+
+void Session::flush_stats() {
+  flush_due_ = false;
+  if (stats_ == nullptr) return;
+  if (pending_queries_ > 0) stats_->queries->add(std::exchange(pending_queries_, 0));
+  if (pending_transactions_ > 0) {
+    stats_->transactions->add(std::exchange(pending_transactions_, 0));
+  }
+  if (pending_bytes_in_ > 0) stats_->bytes_received->add(std::exchange(pending_bytes_in_, 0));
+  if (pending_bytes_out_ > 0) stats_->bytes_sent->add(std::exchange(pending_bytes_out_, 0));
+  if (pending_latency_) stats_->query_duration->merge(*pending_latency_);
+}
+
+void Session::count_error(std::string_view error_body) {
+  if (stats_ != nullptr) stats_->errors.add(error_sqlstate(error_body));
 }
 
 bool Session::idle() const {
@@ -210,6 +317,7 @@ awaitable<void> Session::run() {
   }
   uncount_login();
   if (!ready) {
+    if (count_login_failure_) context_.metrics.login_failed(login_failure_);
     error_code ignored;
     server_.close(ignored);
     // Lets a refusal (an ErrorResponse just written) reach the client before the close.
@@ -235,6 +343,7 @@ awaitable<bool> Session::startup() {
     co_return co_await login_to_server();
   }() || timer.async_wait(use_nothrow));
   if (result.index() == 0) co_return std::get<0>(result);
+  login_failure_ = LoginFailure::kTimeout;
   if (state_ == State::kLogin) {
     co_await write_client(proto::encode_error(
         "FATAL", "08006",
@@ -270,6 +379,8 @@ awaitable<bool> Session::read_startup_packet() {
     if (std::holds_alternative<proto::NeedMoreData>(result)) {
       auto [ec, n] = co_await client_.async_read_some(asio::buffer(chunk), use_nothrow);
       if (ec) {
+        // A connection that never said anything (a TCP health check) is no failed login.
+        if (buffer.empty() && negotiations == 0 && !client_.is_tls()) count_login_failure_ = false;
         log::debug(log_conn(), "{} closed before startup: {}", peer_, ec.message());
         co_return false;
       }
@@ -287,6 +398,7 @@ awaitable<bool> Session::read_startup_packet() {
       continue;
     }
     if (auto* cancel = std::get_if<proto::CancelRequest>(&packet)) {
+      count_login_failure_ = false;
       co_return co_await handle_cancel_request(cancel->process_id, cancel->secret_key);
     }
     if (!co_await refuse_unencrypted()) co_return false;
@@ -359,8 +471,13 @@ awaitable<bool> Session::login_to_server() {
   const Router::Active active = context_.router.active();
   ServerTarget target = make_target(active.endpoint, active.name);
 
+  server_login_ = true;
+  green_ = target.environment == "green";
+  publish();
   auto result = co_await connect_and_login(target, config_->server.connect_timeout);
+  server_login_ = false;
   if (auto* error = std::get_if<ServerLoginError>(&result)) {
+    login_failure_ = LoginFailure::kServer;
     log::warn(log_conn(), "{} user={} database={}: server login failed: {}", peer_, target.user,
               target.database, error->reason);
     co_await write_client(std::move(error->error_message));
@@ -376,6 +493,8 @@ awaitable<bool> Session::login_to_server() {
   transaction_status_ = login.transaction_status;
   server_parameters_ = std::move(login.parameters);
   publish_info();
+  stats_ = &context_.metrics.database(target.database);
+  pending_latency_.emplace(*stats_->query_duration);
 
   const auto [client_pid, client_secret] = context_.cancels.allocate();
   client_process_id_ = client_pid;
@@ -445,6 +564,7 @@ awaitable<Session::EndReason> Session::client_to_server() {
       holding_ = true;
       had_held_request_ = true;
       held_since_ = std::chrono::steady_clock::now();
+      publish();
       release_event_.reset();
       switch_event_.notify();
       // PAUSE holds a request for at most server.query_wait_timeout_ms.
@@ -463,6 +583,7 @@ awaitable<Session::EndReason> Session::client_to_server() {
       co_await release_event_.wait();
       if (wait_limit) wait_limit->cancel();
       holding_ = false;
+      publish();
       if (cancelled()) co_return EndReason::kCancelled;
       if (pause_timed_out_) co_return EndReason::kPauseTimeout;
       if (shutdown_requested_) co_return EndReason::kShutdown;
@@ -473,14 +594,25 @@ awaitable<Session::EndReason> Session::client_to_server() {
     }
 
     bool terminate = false;
+    Clock::time_point chunk_time{};  // the clock is read at most once per chunk
+    const auto open_cycle = [&] {
+      if (cycle_open_) return;
+      cycle_open_ = true;
+      if (chunk_time == Clock::time_point{}) chunk_time = Clock::now();
+      cycle_first_ = chunk_time;
+    };
     const auto status =
         client_scanner_.scan({buffer.data(), have}, [&](char type, std::string_view body) {
           switch (type) {
             case 'Q':
             case 'F':
+              open_cycle();
+              end_cycle();
               ++pending_responses_;
               break;
             case 'S':
+              open_cycle();
+              end_cycle();
               ++pending_responses_;
               unsynced_ = false;
               break;
@@ -489,14 +621,18 @@ awaitable<Session::EndReason> Session::client_to_server() {
               break;
             case 'P':
             case 'C':
+              open_cycle();
               unsynced_ = true;
               on_client_message(type, body);
               break;
             default:  // Bind, Execute, Describe, Flush
+              open_cycle();
               unsynced_ = true;
               break;
           }
         });
+    pending_bytes_in_ += have;
+    publish();
     if (status != proto::ScanStatus::kOk) {
       protocol_error_ = status == proto::ScanStatus::kMessageTooLarge
                             ? "message exceeds server.max_message_size"
@@ -530,7 +666,10 @@ void Session::on_server_message(char type, std::string_view body) {
   switch (type) {
     case 'Z':
       if (!body.empty()) transaction_status_ = body.front();
-      if (pending_responses_ > 0) --pending_responses_;
+      if (pending_responses_ > 0) {
+        --pending_responses_;
+        on_ready_for_query();
+      }
       break;
     case 'S': {
       const auto end = body.find('\0');
@@ -549,6 +688,7 @@ void Session::on_server_message(char type, std::string_view body) {
       break;
     }
     case 'E': {
+      count_error(body);
       const auto severity = error_severity(body);
       last_server_error_fatal_ = severity == "FATAL" || severity == "PANIC";
       break;
@@ -578,6 +718,7 @@ awaitable<Session::EndReason> Session::server_to_client() {
     if (cancelled()) co_return EndReason::kCancelled;
     if (ec == asio::error::operation_aborted && pause_server_reader_) continue;
     if (ec) co_return EndReason::kServerGone;
+    server_chunk_time_ = {};
     const auto status = server_scanner_.scan(
         {buffer.data(), n},
         [this](char type, std::string_view body) { on_server_message(type, body); });
@@ -585,6 +726,11 @@ awaitable<Session::EndReason> Session::server_to_client() {
       protocol_error_ = "invalid message from server";
       co_return EndReason::kServerProtocolError;
     }
+    // Counted before the client can see the ReadyForQuery, so a client that read it finds
+    // its query in the metrics.
+    pending_bytes_out_ += n;
+    if (flush_due_) flush_stats();
+    publish();
     client_write_in_progress_ = true;
     auto [wec, wn] =
         co_await asio::async_write(client_, asio::buffer(buffer.data(), n), use_nothrow);
@@ -605,6 +751,10 @@ awaitable<Session::EndReason> Session::server_to_client() {
 // middle of a message it is receiving) and make sure the server stops working for it.
 
 awaitable<void> Session::write_client(std::string bytes) {
+  // pgflip's own errors to a logged-in client count like the server's.
+  if (stats_ != nullptr && bytes.size() > 5 && bytes.front() == 'E') {
+    count_error(std::string_view(bytes).substr(5));
+  }
   client_write_in_progress_ = true;
   asio::steady_timer timer(client_.get_executor());
   timer.expires_after(std::chrono::seconds(5));
@@ -621,6 +771,7 @@ awaitable<void> Session::cancel_server_query() {
 }
 
 awaitable<void> Session::finish(EndReason reason) {
+  flush_stats();
   set_state(State::kClosing);
   const bool client_at_boundary = server_scanner_.at_boundary() && !client_write_in_progress_;
   const bool busy = pending_responses_ > 0 || unsynced_ || transaction_status_ != 'I';

@@ -1,6 +1,7 @@
 // One client session: startup, server login, and the relay between client and server.
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -98,6 +99,9 @@ class Session : public std::enable_shared_from_this<Session> {
   /// switchover).
   [[nodiscard]] bool is_console() const { return console_.load(); }
 
+  /// Thread-safe: the session's state as a metrics scrape counts it.
+  [[nodiscard]] SessionView view() const;
+
   /// Thread-safe. Runs this session's part of a switchover (see switchover_run.hpp): open
   /// and authenticate a green connection now, then follow the orchestrator's decisions.
   void join_switchover(std::shared_ptr<SwitchoverRun> run);
@@ -120,6 +124,8 @@ class Session : public std::enable_shared_from_this<Session> {
   /// Refreshes info_ from the session's members (called on the session's executor).
   void publish_info();
   void uncount_login();
+  /// Publishes view() after anything it depends on changed (one relaxed store).
+  void publish();
   /// Idle: no request outstanding, not inside a transaction, at a message boundary
   /// in both directions. Only here may a session be held, ended or moved.
   [[nodiscard]] bool idle() const;
@@ -136,6 +142,14 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_server_message(char type, std::string_view body);
   void on_client_message(char type, std::string_view body);
+
+  // Metrics: counted in plain members on the session's executor, added to the shared
+  // (per-thread sharded) counters once per chunk that ends a query cycle, and at the end.
+  using Clock = std::chrono::steady_clock;
+  void end_cycle();
+  void on_ready_for_query();
+  void flush_stats();
+  void count_error(std::string_view error_body);
 
   // Switchover (session_switchover.cpp).
   struct CapturedState;
@@ -202,6 +216,30 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<std::pair<std::string, std::string>> server_parameters_;
 
   std::atomic<bool> shutdown_requested_{false};
+
+  // Metrics state, touched only on the session's executor (view_ excepted).
+  DatabaseStats* stats_ = nullptr;  // set once logged in
+  std::uint64_t pending_queries_ = 0;
+  std::uint64_t pending_transactions_ = 0;
+  std::uint64_t pending_bytes_in_ = 0;
+  std::uint64_t pending_bytes_out_ = 0;
+  std::optional<metrics::Histogram::Local> pending_latency_;
+  bool flush_due_ = false;
+  bool cycle_open_ = false;        // client messages of a cycle not yet ended by Q/S/F
+  Clock::time_point cycle_first_;  // when that cycle's first message was seen
+  // Start times of the cycles sent and not yet answered, oldest first; a deeper pipeline
+  // reuses the last start time popped.
+  std::array<Clock::time_point, 8> cycle_starts_{};
+  std::size_t cycle_head_ = 0;
+  std::size_t cycle_count_ = 0;
+  Clock::time_point last_cycle_start_;
+  Clock::time_point server_chunk_time_;  // read once per server chunk, when needed
+  LoginFailure login_failure_ = LoginFailure::kProtocol;
+  bool count_login_failure_ = true;  // false for cancel requests and silent connections
+  bool server_login_ = false;        // connecting and logging in to the server
+  bool green_ = false;               // environment_ == "green"
+  bool prewarmed_ = false;           // a switchover holds a green connection for this session
+  std::atomic<std::uint32_t> view_{0};
 
   // Front door state.
   // What server logins may use for the client (its password, SCRAM keys or MD5 secret).

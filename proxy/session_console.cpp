@@ -2,7 +2,6 @@
 // to pgflip itself. Its queries are console commands (console.hpp) run through the same admin
 // command table as the admin socket, on a thread of their own so that a blocking command
 // (libpq, a switchover) never stalls this worker.
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
@@ -55,8 +54,8 @@ awaitable<bool> Session::start_console(const std::vector<std::string>& unsupport
             "\" is not an admin or stats user of the pgflip console (auth.admin_users, "
             "auth.stats_users)");
     co_await write_client(std::move(refusal));
-    spdlog::info("[c{}] {} user={} refused: not an admin or stats user of the console", id_, peer_,
-                 user);
+    log::info(log_conn(), "{} user={} refused: not an admin or stats user of the console", peer_,
+              user);
     co_return false;
   }
   console_ = true;
@@ -89,8 +88,8 @@ awaitable<bool> Session::start_console(const std::vector<std::string>& unsupport
   (void)n;
   client_write_in_progress_ = false;
   if (ec) co_return false;
-  spdlog::info("[c{}] {} user={} opened the admin console ({})", id_, peer_, user,
-               console_admin_ ? "admin" : "stats");
+  log::info(log_conn(), "{} user={} opened the admin console ({})", peer_, user,
+            console_admin_ ? "admin" : "stats");
   co_return true;
 }
 
@@ -182,7 +181,7 @@ awaitable<void> Session::serve_console() {
   client_.close(ignored);
   const auto seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
-  spdlog::info("[c{}] {} console closed after {:.3f}s: {}", id_, peer_, seconds, why);
+  log::info(log_conn(), "{} console closed after {:.3f}s: {}", peer_, seconds, why);
 }
 
 awaitable<void> Session::run_console_query(std::string_view text) {

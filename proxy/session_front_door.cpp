@@ -99,12 +99,16 @@ awaitable<bool> Session::authenticate() {
   request.session_id = id_;
   request.peer = peer_;
   auto credentials = co_await authenticate_client(client_, client_pending_, request);
-  if (!credentials) co_return false;
+  if (!credentials) {
+    login_failure_ = LoginFailure::kAuth;
+    co_return false;
+  }
   credentials_ = std::move(*credentials);
 
   // Counted after authentication, so an unknown client cannot use up a user's share.
   if (std::string refusal = front_door.admit_login(config_->server, user, database, login_ticket_);
       !refusal.empty()) {
+    login_failure_ = LoginFailure::kLimit;
     co_await write_client(proto::encode_error("FATAL", "53300", refusal));
     log::info(log_conn(), "{} user={} database={} refused: {}", peer_, user, database, refusal);
     co_return false;

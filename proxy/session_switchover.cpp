@@ -301,6 +301,9 @@ awaitable<void> Session::move_to(ServerLogin green, const std::string& environme
 
   server_ = std::move(green.socket);
   environment_ = environment;
+  green_ = environment == "green";
+  prewarmed_ = false;
+  publish();
   server_host_ = endpoint.host;
   server_port_ = endpoint.port;
   server_process_id_ = green.process_id;
@@ -337,6 +340,16 @@ awaitable<void> Session::take_part(std::shared_ptr<SwitchoverRun> run) {
     co_return;
   }
   auto green = std::move(std::get<ServerLogin>(login));
+  // Counted as a prewarmed green connection until it is used or dropped.
+  prewarmed_ = true;
+  publish();
+  struct Unprewarm {
+    Session* session;
+    ~Unprewarm() {
+      session->prewarmed_ = false;
+      session->publish();
+    }
+  } unprewarm{this};
   run->update(id_, [&](ParticipantState& s) { s.blue_pid = server_process_id_; });
   run->report(id_, ParticipantPhase::kPrewarmed);
 

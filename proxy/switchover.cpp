@@ -88,7 +88,7 @@ struct StepFailure {
 /// One run's bookkeeping: steps and their durations, for events and the report.
 class Steps {
  public:
-  explicit Steps(const AdminEmit& emit) : emit_(emit) {}
+  Steps(const AdminEmit& emit, ProxyMetrics& metrics) : emit_(emit), metrics_(metrics) {}
 
   void begin(std::string name) {
     maybe_exit_at(name);
@@ -97,6 +97,7 @@ class Steps {
     started_wall_ = std::chrono::system_clock::now();
   }
   void end(const std::string& detail) {
+    metrics_.switchover_step(current_, Clock::now() - started_);
     const double ms = ms_since(started_);
     // Wall-clock start (Unix seconds) so that client-side logs can be lined up with a step.
     const double at = std::chrono::duration<double>(started_wall_.time_since_epoch()).count();
@@ -111,6 +112,7 @@ class Steps {
 
  private:
   const AdminEmit& emit_;
+  ProxyMetrics& metrics_;
   std::string current_;
   Clock::time_point started_;
   std::chrono::system_clock::time_point started_wall_;
@@ -207,7 +209,7 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
   const auto deadline = start + options.timeout;
   const std::string id = "so-" + std::to_string(std::time(nullptr)) + "-" +
                          std::to_string(context_.next_session_id.load());
-  Steps steps(emit);
+  Steps steps(emit, context_.metrics);
   replication::Manager manager(ControlPlane::replication_settings(config));
   auto run = std::make_shared<SwitchoverRun>(id, *config.green, config.server.connect_timeout);
   std::vector<std::shared_ptr<Session>> sessions;
@@ -320,6 +322,7 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
     (void)run->wait_for(ParticipantPhase::kReleased, Clock::now() + std::chrono::seconds(5));
     context_.router.set_gate_closed(false);
     emit("step", "aborted at " + step + ": " + reason + "; blue serves on", nullptr);
+    context_.metrics.switchover_run(abort_requested_ ? "aborted" : "failed");
     auto [result, text] = report("aborted", step, reason + cleanup_problem);
     return AdminReply::failure("switchover_aborted",
                                "aborted at " + step + ": " + reason + cleanup_problem,
@@ -570,6 +573,7 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
   }
   steps.end(cleanup_note);
   auto [result, text] = report("committed", "", "");
+  context_.metrics.switchover_run("committed");
   spdlog::info("switchover {} committed: green is active", id);
   return AdminReply::success(std::move(result), std::move(text));
 }

@@ -35,6 +35,9 @@ class Switchover {
   /// point only). Returns false when none is running or it is past the commit point.
   bool request_abort();
 
+  /// Thread-safe: whether a switchover is running now.
+  [[nodiscard]] bool running() const { return running_.load(); }
+
   /// At start-up: route by the state file, and unfence blue if a switchover died before its
   /// commit point. Throws when the state file is unreadable.
   void recover();

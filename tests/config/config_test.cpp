@@ -201,6 +201,7 @@ TEST_CASE("the example file parses and states the real defaults") {
   CHECK(config.server.shutdown_timeout == defaults.server.shutdown_timeout);
   CHECK(config.server.max_message_size == defaults.server.max_message_size);
   CHECK(config.admin.socket == defaults.admin.socket);
+  CHECK(config.metrics.enabled() == defaults.metrics.enabled());
   CHECK(config.server.max_client_conn == defaults.server.max_client_conn);
   CHECK(config.server.max_client_conn_per_user == defaults.server.max_client_conn_per_user);
   CHECK(config.server.max_client_conn_per_database == defaults.server.max_client_conn_per_database);
@@ -248,6 +249,8 @@ query_wait_timeout_ms = 0
 [admin]
 socket = "/run/pgflip/admin.sock"
 console_database = "pgbouncer"
+[metrics]
+listen = "0.0.0.0:9187"
 [auth]
 method = "md5"
 users_file = "/etc/pgflip/users.txt"
@@ -294,6 +297,8 @@ level = "debug"
   CHECK(config.admin.socket == "/run/pgflip/admin.sock");
   CHECK(config.admin.console_database == "pgbouncer");
   CHECK(config.auth.stats_users == std::vector<std::string>{"monitor"});
+  CHECK(config.metrics.listen_host == "0.0.0.0");
+  CHECK(config.metrics.listen_port == 9187);
   CHECK(config.auth.method == AuthMethod::kMd5);
   CHECK(config.auth.users_file == "/etc/pgflip/users.txt");
   CHECK(config.auth.query_user == "pgflip_auth");
@@ -419,7 +424,8 @@ TEST_CASE("unknown keys are named in full, with a suggestion when one is close")
         "test.toml:4:1: server.level: unknown key 'server.level'; did you mean 'log.level'?");
   // Top-level keys must come before the first table header.
   CHECK(error_of("listen = \"*:1\"\n" + std::string(kBlue)) ==
-        "test.toml:1:1: listen: unknown key 'listen'; did you mean 'server.listen'?");
+        "test.toml:1:1: listen: unknown key 'listen'; did you mean 'server.listen' or "
+        "'metrics.listen'?");
   CHECK(error_of("port = 1\n" + std::string(kBlue)) ==
         "test.toml:1:1: port: unknown key 'port'; did you mean 'blue.port' or 'green.port'?");
   // After [blue], "server = ..." is a key of blue.
@@ -430,8 +436,8 @@ TEST_CASE("unknown keys are named in full, with a suggestion when one is close")
 TEST_CASE("unknown tables are named in full") {
   CHECK(error_of(std::string(kBlue) + "[serverr]\nlisten = \"*:1\"\n") ==
         "test.toml:3:2: serverr: unknown table 'serverr'; did you mean 'server'?");
-  CHECK(error_of(std::string(kBlue) + "[metrics]\n") ==
-        "test.toml:3:2: metrics: unknown table 'metrics'");
+  CHECK(error_of(std::string(kBlue) + "[statistics]\n") ==
+        "test.toml:3:2: statistics: unknown table 'statistics'");
   CHECK(error_of(std::string(kBlue) + "[replicaton]\n") ==
         "test.toml:3:2: replicaton: unknown table 'replicaton'; did you mean 'replication'?");
   CHECK(error_of(std::string(kBlue) + "[switchover.guardrails]\nmax_lag_ms = 1\n") ==
@@ -722,6 +728,52 @@ TEST_CASE("admin.socket must fit a Unix socket path") {
         "test.toml:4:10: admin.socket: is 108 bytes long; a Unix socket path may have at most 107");
   CHECK(error_of("[blue]\nhost = \"db\"\nadmin_database = \"\"\n") ==
         "test.toml:3:18: blue.admin_database: must not be empty");
+}
+
+TEST_CASE("metrics.listen: off by default and when empty, host:port like server.listen") {
+  CHECK_FALSE(Config{}.metrics.enabled());
+  CHECK_FALSE(parse(kBlue).metrics.enabled());
+  CHECK_FALSE(parse(std::string(kBlue) + "[metrics]\n").metrics.enabled());
+  const Config off = parse(std::string(kBlue) + "[metrics]\nlisten = \"\"\n");
+  CHECK_FALSE(off.metrics.enabled());
+  CHECK(off.metrics.listen_port == 0);
+
+  const Config on = parse(std::string(kBlue) + "[metrics]\nlisten = \"127.0.0.1:9187\"\n");
+  CHECK(on.metrics.enabled());
+  CHECK(on.metrics.listen_host == "127.0.0.1");
+  CHECK(on.metrics.listen_port == 9187);
+  const Config v6 = parse(std::string(kBlue) + "[metrics]\nlisten = \"[::1]:9000\"\n");
+  CHECK(v6.metrics.listen_host == "::1");
+  CHECK(v6.metrics.listen_port == 9000);
+  const Config any = parse(std::string(kBlue) + "[metrics]\nlisten = \"*:9187\"\n");
+  CHECK(any.metrics.listen_host == "0.0.0.0");
+}
+
+TEST_CASE("metrics.listen: bad values and unknown keys name the file, key and reason") {
+  const std::string metrics = std::string(kBlue) + "[metrics]\n";
+  CHECK(error_of(metrics + "listen = \"9187\"\n") ==
+        "test.toml:4:10: metrics.listen: missing port; expected 'host:port', e.g. "
+        "'127.0.0.1:6432', '[::1]:6432' or '*:6432'");
+  CHECK(error_of(metrics + "listen = \"127.0.0.1:0\"\n") ==
+        "test.toml:4:10: metrics.listen: port must be between 1 and 65535, got 0");
+  CHECK(error_of(metrics + "listen = \"127.0.0.1:99999\"\n") ==
+        "test.toml:4:10: metrics.listen: port must be between 1 and 65535, got 99999");
+  CHECK(error_of(metrics + "listen = \"my host:9187\"\n") ==
+        "test.toml:4:10: metrics.listen: 'my host' is not a hostname or IP address");
+  CHECK(error_of(metrics + "listen = 9187\n") ==
+        "test.toml:4:10: metrics.listen: expected a string, got integer");
+  CHECK(error_of(metrics + "lisen = \"127.0.0.1:9187\"\n") ==
+        "test.toml:4:1: metrics.lisen: unknown key 'metrics.lisen'; did you mean "
+        "'metrics.listen'?");
+  CHECK(error_of("metrics = 1\n" + std::string(kBlue)) ==
+        "test.toml:1:11: metrics: expected a table, got integer");
+  // The client listener's own port cannot serve HTTP as well.
+  CHECK(error_of(std::string(kBlue) + "[server]\nlisten = \"127.0.0.1:7000\"\n" +
+                 "[metrics]\nlisten = \"*:7000\"\n") ==
+        "test.toml:6:10: metrics.listen: uses the same port as server.listen (7000)");
+  CHECK(error_of(metrics + "listen = \"127.0.0.1:6432\"\n") ==
+        "test.toml:4:10: metrics.listen: uses the same port as server.listen (6432)");
+  CHECK(parse(metrics + "listen = \"127.0.0.2:6432\"\n").metrics.listen_port == 6432);
 }
 
 TEST_CASE("with several mistakes, the first one in the file is reported") {

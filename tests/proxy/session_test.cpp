@@ -297,3 +297,118 @@ TEST_CASE("an oversized client message is a protocol violation (08P01)") {
   };
   f.run(client, server);
 }
+
+TEST_CASE("metrics: queries, transactions, errors, latency and state of a session") {
+  Fixture f;
+  f.start_proxy();
+  bool server_done = false;
+  auto server = [&]() -> awaitable<void> {
+    auto [ec, socket] = co_await f.server_acceptor.async_accept(use_nothrow);
+    REQUIRE_FALSE(ec);
+    MessageReader reader;
+    REQUIRE((co_await reader.startup(socket)).has_value());
+    const std::string ready = wire(proto::Authentication{0, {}}) +
+                              wire(proto::BackendKeyData{1, 2}) + wire(proto::ReadyForQuery{'I'});
+    co_await send(socket, ready);
+    // Answers each Query or Sync in turn: BEGIN, an error inside, ROLLBACK, then two
+    // pipelined extended-protocol cycles.
+    const std::vector<std::string> replies = {
+        wire(proto::CommandComplete{"BEGIN"}) + wire(proto::ReadyForQuery{'T'}),
+        proto::encode_error("ERROR", "22012", "division by zero") + wire(proto::ReadyForQuery{'E'}),
+        wire(proto::CommandComplete{"ROLLBACK"}) + wire(proto::ReadyForQuery{'I'}),
+        wire(proto::CommandComplete{"SELECT 1"}) + wire(proto::ReadyForQuery{'I'}),
+        wire(proto::CommandComplete{"SELECT 1"}) + wire(proto::ReadyForQuery{'I'}),
+    };
+    std::size_t answered = 0;
+    while (answered < replies.size()) {
+      auto message = co_await reader.frontend(socket);
+      REQUIRE(message.has_value());
+      if (std::holds_alternative<proto::Query>(*message) ||
+          std::holds_alternative<proto::Sync>(*message)) {
+        co_await send(socket, replies[answered++]);
+      }
+    }
+    auto terminate = co_await reader.frontend(socket);
+    CHECK((terminate && std::holds_alternative<proto::Terminate>(*terminate)));
+    server_done = true;
+  };
+  auto client = [&]() -> awaitable<void> {
+    tcp::socket socket(f.io);
+    co_await socket.async_connect(f.proxy_acceptor.local_endpoint(), use_nothrow);
+    proto::StartupMessage startup;
+    startup.parameters = {{"user", "alice"}, {"database", "shop"}};
+    const std::string startup_bytes = wire(startup);
+    co_await send(socket, startup_bytes);
+    MessageReader reader;
+    auto until_ready = [&]() -> awaitable<char> {
+      for (;;) {
+        auto message = co_await reader.backend(socket);
+        REQUIRE(message.has_value());
+        if (auto* r = std::get_if<proto::ReadyForQuery>(&*message)) co_return r->status;
+      }
+    };
+    co_await until_ready();
+    std::string statuses;
+    for (const char* sql : {"BEGIN", "SELECT 1/0", "ROLLBACK"}) {
+      const std::string query = wire(proto::Query{sql});
+      co_await send(socket, query);
+      statuses += co_await until_ready();
+    }
+    CHECK(statuses == "TEI");
+    // Two extended-protocol cycles in one write: each Sync is one query.
+    std::string pipeline = wire(proto::Parse{"", "SELECT 1", {}}) + wire(proto::Bind{}) +
+                           wire(proto::Execute{}) + wire(proto::Sync{});
+    pipeline += pipeline;
+    co_await send(socket, pipeline);
+    CHECK(co_await until_ready() == 'I');
+    CHECK(co_await until_ready() == 'I');
+    const std::string terminate = wire(proto::Terminate{});
+    co_await send(socket, terminate);
+    CHECK_FALSE((co_await reader.backend(socket)).has_value());
+  };
+  f.run(client, server);
+  CHECK(server_done);
+  const auto databases = f.context.metrics.databases();
+  REQUIRE(databases.size() == 1);
+  const DatabaseStats& shop = *databases[0];
+  CHECK(shop.name == "shop");
+  CHECK(shop.queries->value() == 5);
+  CHECK(shop.transactions->value() == 3);  // ROLLBACK and the two autocommit Syncs
+  CHECK(shop.query_duration->snapshot().count() == 5);
+  CHECK(shop.bytes_received->value() > 0);
+  CHECK(shop.bytes_sent->value() > 0);
+  using Row = std::pair<std::string, std::uint64_t>;
+  CHECK(shop.errors.snapshot() == std::vector<Row>{{"22012", 1}});
+  const std::string text = f.context.metrics.render();
+  CHECK(text.find("pgflip_queries_total{database=\"shop\"} 5\n") != std::string::npos);
+}
+
+TEST_CASE("metrics: a refused server login counts as a login failure, not as a session") {
+  Fixture f;
+  f.start_proxy();
+  auto server = [&]() -> awaitable<void> {
+    auto [ec, socket] = co_await f.server_acceptor.async_accept(use_nothrow);
+    REQUIRE_FALSE(ec);
+    MessageReader reader;
+    REQUIRE((co_await reader.startup(socket)).has_value());
+    const std::string refusal = proto::encode_error("FATAL", "3D000", "no such database");
+    co_await send(socket, refusal);
+    socket.close();
+  };
+  auto client = [&]() -> awaitable<void> {
+    tcp::socket socket(f.io);
+    co_await socket.async_connect(f.proxy_acceptor.local_endpoint(), use_nothrow);
+    proto::StartupMessage startup;
+    startup.parameters = {{"user", "alice"}, {"database", "nope"}};
+    const std::string startup_bytes = wire(startup);
+    co_await send(socket, startup_bytes);
+    MessageReader reader;
+    while ((co_await reader.backend(socket)).has_value()) {
+    }
+  };
+  f.run(client, server);
+  const std::string text = f.context.metrics.render();
+  CHECK(text.find("pgflip_client_login_failures_total{reason=\"server\"} 1\n") !=
+        std::string::npos);
+  CHECK(f.context.metrics.databases().empty());  // no per-database series for a failed login
+}
