@@ -62,6 +62,8 @@ std::string_view to_string(ClientState state) {
       return "parked";
     case ClientState::kClosing:
       return "closing";
+    case ClientState::kConsole:
+      return "console";
   }
   return "?";
 }
@@ -289,6 +291,7 @@ void ProxyMetrics::watch(const SessionRegistry& sessions, const Router& router) 
           ++servers[environment][3];
           break;
         case ClientState::kClosing:
+        case ClientState::kConsole:
           break;
       }
     });

@@ -73,8 +73,9 @@ enum class ClientState : std::uint8_t {
   kIdleInTransaction,  // inside a transaction block, nothing outstanding
   kParked,             // its next request is held by a switchover
   kClosing,
+  kConsole,  // an admin console session (no server connection)
 };
-inline constexpr std::size_t kClientStateCount = 6;
+inline constexpr std::size_t kClientStateCount = 7;
 [[nodiscard]] std::string_view to_string(ClientState state);
 
 struct SessionView {

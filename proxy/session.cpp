@@ -206,6 +206,9 @@ void Session::publish() {
     case State::kClosing:
       client = ClientState::kClosing;
       break;
+    case State::kConsole:
+      client = ClientState::kConsole;
+      break;
   }
   std::uint32_t bits = static_cast<std::uint32_t>(client);
   if (has_server) bits |= kViewHasServer;
