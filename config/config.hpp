@@ -179,9 +179,10 @@ struct ReplicationSettings {
   std::string pg_bin_dir = "/usr/lib/postgresql/15/bin";
   /// replication.statement_timeout_ms.
   std::chrono::milliseconds statement_timeout{60000};
-  /// replication.heartbeat_interval_ms: the daemon writes a heartbeat on blue this often once
-  /// replication is set up (lag in seconds); 0 = off.
-  std::chrono::milliseconds heartbeat_interval{1000};
+  /// replication.heartbeat_interval_ms: the daemon polls replication status this often (each
+  /// poll writes a heartbeat row on blue, from which green's lag in seconds is measured, and
+  /// refreshes the lag metrics); 0 = off.
+  std::chrono::milliseconds heartbeat_interval{5000};
 };
 
 /// What a switchover does with a blue transaction that is still open at the drain deadline.

@@ -508,7 +508,14 @@ void ControlPlane::poll_replication(std::stop_token stop) {
       context_.metrics.replication_poll_result(ok, now, std::chrono::steady_clock::now() - started);
     }
     std::unique_lock lock(poll_mutex_);
-    poll_wake_.wait_for(lock, stop, kReplicationPollInterval, [this] { return poll_requested_; });
+    // heartbeat_interval_ms = 0: no periodic polls, only those asked for (after init and a
+    // switchover). A reload changes the interval from the next wait on.
+    if (config.replication.heartbeat_interval.count() > 0) {
+      poll_wake_.wait_for(lock, stop, config.replication.heartbeat_interval,
+                          [this] { return poll_requested_; });
+    } else {
+      poll_wake_.wait(lock, stop, [this] { return poll_requested_; });
+    }
     poll_requested_ = false;
   }
 }

@@ -38,9 +38,6 @@ class ControlPlane {
   void start_replication_poller();
   void stop_replication_poller();
 
-  /// The poll interval of the replication poller.
-  static constexpr std::chrono::seconds kReplicationPollInterval{5};
-
  private:
   AdminReply status(const AdminRequest& request);
   AdminReply replication_precheck(const AdminRequest& request);

@@ -138,7 +138,7 @@ TEST_CASE("default-constructed settings match the documented defaults") {
   CHECK(config.replication.retained_wal_alarm_bytes == 1073741824);
   CHECK(config.replication.pg_bin_dir == "/usr/lib/postgresql/15/bin");
   CHECK(config.replication.statement_timeout == std::chrono::milliseconds(60000));
-  CHECK(config.replication.heartbeat_interval == std::chrono::milliseconds(1000));
+  CHECK(config.replication.heartbeat_interval == std::chrono::milliseconds(5000));
   CHECK(config.switchover.state_file == "/var/lib/pgflip/state.json");
   CHECK(config.switchover.timeout == std::chrono::milliseconds(30000));
   CHECK(config.switchover.drain_timeout == std::chrono::milliseconds(5000));
