@@ -126,10 +126,13 @@ method = "trust"
 host = "127.0.0.1"
 port = $BLUE_PORT
 admin_user = "postgres"
+# Plain TCP to the servers, as the PgBouncer side uses (the test clusters also accept TLS).
+sslmode = "disable"
 [green]
 host = "127.0.0.1"
 port = $GREEN_PORT
 admin_user = "postgres"
+sslmode = "disable"
 [replication]
 databases = ["bench"]
 [switchover]
@@ -137,7 +140,10 @@ state_file = "$dir/state.json"
 [log]
 level = "info"
 EOF
-  "$pgflip" --config "$dir/pgflip.toml" > "$dir/pgflip.log" 2>&1 &
+  # Its own session, as a daemon or a systemd service has: with the kernel's autogroup
+  # scheduling a proxy in the load generator's session shares that session's CPU share and
+  # stalls clients for hundreds of milliseconds (PgBouncer -d gets a session of its own).
+  setsid "$pgflip" --config "$dir/pgflip.toml" > "$dir/pgflip.log" 2>&1 &
   pgflip_pid=$!
   pgflip_port=$p
   wait_for_port 127.0.0.1 "$p" 30 || { tail -n 20 "$dir/pgflip.log" >&2; die "pgflip did not start"; }

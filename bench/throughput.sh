@@ -99,7 +99,10 @@ sslmode = "disable"
 [log]
 level = "warn"
 EOF
-  "$pgflip" --config "$work/$name.toml" > "$work/$name.log" 2>&1 &
+  # Its own session, as a daemon or a systemd service has: with the kernel's autogroup
+  # scheduling a proxy in the load generator's session shares that session's CPU share and
+  # stalls clients for hundreds of milliseconds (PgBouncer -d gets a session of its own).
+  setsid "$pgflip" --config "$work/$name.toml" > "$work/$name.log" 2>&1 &
   proxy_pid[$name]=$!
   port[$name]=$p
   wait_for_port 127.0.0.1 "$p" 30 || { tail -n 20 "$work/$name.log" >&2; die "$name did not start"; }

@@ -191,8 +191,11 @@ class Pgflip:
             self.config_path.write_text(self.config(self.port))
             offset = len(self.log_text())
             log = open(self.log_path, "ab")
+            # A session of its own, as a daemon has: the kernel's autogroup scheduling would
+            # otherwise give pgflip and the test's load generators one shared CPU share.
             self.proc = subprocess.Popen([self.binary, "--config", str(self.config_path)],
-                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                         start_new_session=True)
             log.close()
             if self._wait_accepting(timeout):
                 return self
