@@ -3,7 +3,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <ctime>
 #include <thread>
 
 #include "proxy/reload.hpp"
@@ -266,12 +265,7 @@ AdminReply ControlPlane::switchover(const AdminRequest& request, const AdminEmit
     record_.outcome = "failed";
     record_.reason = reply.error_message;
   }
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char at[32];
-  std::strftime(at, sizeof at, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  record_.finished_at = at;
+  record_.finished_at = utc_now();
   return reply;
 }
 

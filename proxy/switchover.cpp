@@ -22,11 +22,6 @@
 
 namespace pgflip::proxy {
 
-namespace json = boost::json;
-using Clock = std::chrono::steady_clock;
-
-namespace {
-
 std::string utc_now() {
   const std::time_t now = std::time(nullptr);
   std::tm tm{};
@@ -35,6 +30,11 @@ std::string utc_now() {
   std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return text;
 }
+
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
 
 /// The crash test hook: PGFLIP_TEST_EXIT_AT=<step> makes pgflip exit as that step begins.
 void maybe_exit_at(std::string_view step) {

@@ -11,6 +11,9 @@
 
 namespace pgflip::proxy {
 
+/// Now in UTC, ISO 8601 to the second: "2026-11-21T09:53:00Z".
+[[nodiscard]] std::string utc_now();
+
 struct SwitchoverOptions {
   std::chrono::milliseconds timeout;        // everything before the commit point
   std::chrono::milliseconds drain_timeout;  // sessions reach a transaction boundary

@@ -252,6 +252,11 @@ TEST_CASE("the server's refusal reaches the client unchanged") {
     CHECK_FALSE((co_await reader.backend(socket)).has_value());
   };
   f.run(client, server);
+  // Metrics: a refused server login counts as a login failure, not as a session.
+  const std::string text = f.context.metrics.render();
+  CHECK(text.find("pgflip_client_login_failures_total{reason=\"server\"} 1\n") !=
+        std::string::npos);
+  CHECK(f.context.metrics.databases().empty());  // no per-database series for a failed login
 }
 
 TEST_CASE("an oversized client message is a protocol violation (08P01)") {
@@ -381,34 +386,4 @@ TEST_CASE("metrics: queries, transactions, errors, latency and state of a sessio
   CHECK(shop.errors.snapshot() == std::vector<Row>{{"22012", 1}});
   const std::string text = f.context.metrics.render();
   CHECK(text.find("pgflip_queries_total{database=\"shop\"} 5\n") != std::string::npos);
-}
-
-TEST_CASE("metrics: a refused server login counts as a login failure, not as a session") {
-  Fixture f;
-  f.start_proxy();
-  auto server = [&]() -> awaitable<void> {
-    auto [ec, socket] = co_await f.server_acceptor.async_accept(use_nothrow);
-    REQUIRE_FALSE(ec);
-    MessageReader reader;
-    REQUIRE((co_await reader.startup(socket)).has_value());
-    const std::string refusal = proto::encode_error("FATAL", "3D000", "no such database");
-    co_await send(socket, refusal);
-    socket.close();
-  };
-  auto client = [&]() -> awaitable<void> {
-    tcp::socket socket(f.io);
-    co_await socket.async_connect(f.proxy_acceptor.local_endpoint(), use_nothrow);
-    proto::StartupMessage startup;
-    startup.parameters = {{"user", "alice"}, {"database", "nope"}};
-    const std::string startup_bytes = wire(startup);
-    co_await send(socket, startup_bytes);
-    MessageReader reader;
-    while ((co_await reader.backend(socket)).has_value()) {
-    }
-  };
-  f.run(client, server);
-  const std::string text = f.context.metrics.render();
-  CHECK(text.find("pgflip_client_login_failures_total{reason=\"server\"} 1\n") !=
-        std::string::npos);
-  CHECK(f.context.metrics.databases().empty());  // no per-database series for a failed login
 }
