@@ -2,22 +2,27 @@
 # Throughput benchmark: pgbench select-only through pgflip vs direct vs PgBouncer (session mode),
 # interleaved in one run on the same blue server; prints TPS, ratios and each proxy's CPU cost.
 #
-#   bench/throughput.sh [--duration SECONDS] [--rounds N] [--scale N] [--no-tls] [--keep]
+#   bench/throughput.sh [--duration SECONDS] [--rounds N] [--scale N] [--paths tcp,unix]
+#                       [--no-tls] [--keep]
 #   PGFLIP_BUILD_DIR=DIR bench/throughput.sh     (default build dir: build/)
 #
 # Workloads (each against every target, in every round):
 #   S16   pgbench -S -c 16 -j 2          S64   pgbench -S -c 64 -j 2
 #   P16   pgbench -S -M prepared -c 16 -j 2
-# Targets: direct TCP to blue; pgflip with workers = 1 and workers = 2; PgBouncer (Debian's).
-# Each target is run twice: clients in plain TCP, and clients over TLS (sslmode=require, the test
-# CA's certificate; --no-tls skips these). The proxies talk to blue in plain TCP either way, so
-# the TLS run measures the client side's TLS.
+# Targets: direct TCP to blue; and for each backend path (how the proxies reach blue: TCP to
+# 127.0.0.1, or blue's Unix socket as a proxy on the database host would), pgflip with
+# workers = 1 and workers = 2, PgBouncer (Debian's) and null_relay (bench/null_relay.cpp: a
+# relay that parses nothing, the cheapest any proxy could be; it shows what relaying through
+# user space costs here). Clients always reach the proxies over TCP.
+# Unless --no-tls, direct, pgflip and PgBouncer on the TCP path are run again with clients over
+# TLS (sslmode=require, the test CA's certificate); the proxies reach blue in plain TCP either
+# way, so those runs measure the client side's TLS.
 # All run on this machine: the proxy's CPU competes with PostgreSQL and pgbench, as it would on
 # a shared host. Compare the ratios inside one run, never absolute numbers across runs.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
-duration=15 rounds=2 scale=10 keep=0 tls=1
+duration=10 rounds=2 scale=10 keep=0 tls=1 paths=tcp,unix
 while (($#)); do
   case "$1" in
     --duration) duration="${2:?}"; shift ;;
@@ -25,6 +30,7 @@ while (($#)); do
     --scale) scale="${2:?}"; shift ;;
     --keep) keep=1 ;;
     --no-tls) tls=0 ;;
+    --paths) paths="${2:?}"; shift ;;
     -h | --help) print_header_comment "$0"; exit 0 ;;
     *) die "unknown argument '$1' (try --help)" ;;
   esac
@@ -32,13 +38,19 @@ while (($#)); do
 done
 for n in "$duration" "$rounds" "$scale"; do [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "options take positive integers"; done
 
+IFS=, read -r -a backend_paths <<< "$paths"
+for path in "${backend_paths[@]}"; do
+  [[ "$path" == tcp || "$path" == unix ]] || die "--paths takes tcp, unix or tcp,unix"
+done
+
 "$PGFLIP_ROOT/scripts/install-deps" > /dev/null
 build="${PGFLIP_BUILD_DIR:-$PGFLIP_ROOT/build}"
 log "building pgflip ($build, RelWithDebInfo)"
 cmake -S "$PGFLIP_ROOT" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DPGFLIP_WERROR=ON > /dev/null || die "cmake configure failed"
-cmake --build "$build" -j 2 --target pgflip > /dev/null || die "build failed"
+cmake --build "$build" -j 2 --target pgflip null_relay > /dev/null || die "build failed"
 pgflip="$build/bin/pgflip"
+null_relay="$build/bin/null_relay"
 
 work="$(mktemp -d /tmp/pgflip-bench.XXXXXX)"
 chmod 755 "$work"
@@ -73,7 +85,10 @@ log "pgbench -i -s $scale on blue"
 
 declare -A port=([direct]="$BLUE_PORT")
 
-start_pgflip() { # start_pgflip NAME WORKERS
+# blue_host PATH: blue as the proxies reach it (TCP, or its Unix socket directory).
+blue_host() { if [[ "$1" == unix ]]; then echo "$BLUE_SOCKET_DIR"; else echo 127.0.0.1; fi; }
+
+start_pgflip() { # start_pgflip NAME WORKERS PATH
   local name="$1" p
   p="$(free_port)"
   cat > "$work/$name.toml" <<EOF
@@ -89,7 +104,7 @@ cert_file = "$TLS_SERVER_CERT"
 key_file = "$TLS_SERVER_KEY"
 client_tls = "allow"
 [blue]
-host = "127.0.0.1"
+host = "$(blue_host "$3")"
 port = $BLUE_PORT
 sslmode = "disable"
 [green]
@@ -108,8 +123,8 @@ EOF
   wait_for_port 127.0.0.1 "$p" 30 || { tail -n 20 "$work/$name.log" >&2; die "$name did not start"; }
 }
 
-start_pgbouncer() { # Debian's PgBouncer in session mode, same backend path (TCP to blue)
-  local p dir="$work/pgbouncer"
+start_pgbouncer() { # start_pgbouncer NAME PATH: Debian's PgBouncer in session mode
+  local name="$1" p dir="$work/$1"
   p="$(free_port)"
   mkdir -p "$dir"
   echo '"postgres" ""' > "$dir/userlist.txt"
@@ -117,7 +132,7 @@ start_pgbouncer() { # Debian's PgBouncer in session mode, same backend path (TCP
   cp "$TLS_SERVER_KEY" "$dir/server.key"
   cat > "$dir/pgbouncer.ini" <<EOF
 [databases]
-* = host=127.0.0.1 port=$BLUE_PORT
+* = host=$(blue_host "$2") port=$BLUE_PORT
 
 [pgbouncer]
 listen_addr = 127.0.0.1
@@ -142,16 +157,32 @@ EOF
   runuser -u "$PGFLIP_OS_USER" -- /usr/sbin/pgbouncer -d -q "$dir/pgbouncer.ini" ||
     { tail -n 20 "$dir/pgbouncer.log" >&2; die "pgbouncer did not start"; }
   wait_for_port 127.0.0.1 "$p" 30 || { tail -n 20 "$dir/pgbouncer.log" >&2; die "pgbouncer is not listening"; }
-  proxy_pid[pgbouncer]="$(<"$dir/pgbouncer.pid")"
-  port[pgbouncer]=$p
+  proxy_pid[$name]="$(<"$dir/pgbouncer.pid")"
+  port[$name]=$p
 }
 
-start_pgflip pgflip-w1 1
-start_pgflip pgflip-w2 2
-start_pgbouncer
-targets=(direct pgflip-w1 pgflip-w2 pgbouncer)
-((tls)) && targets+=(direct+tls pgflip-w1+tls pgflip-w2+tls pgbouncer+tls)
-log "targets: direct :${port[direct]}, pgflip-w1 :${port[pgflip-w1]}, pgflip-w2 :${port[pgflip-w2]}, pgbouncer :${port[pgbouncer]}"
+start_null_relay() { # start_null_relay NAME PATH
+  local name="$1" p target="$BLUE_PORT"
+  [[ "$2" == unix ]] && target="$BLUE_SOCKET_DIR/.s.PGSQL.$BLUE_PORT"
+  p="$(free_port)"
+  setsid "$null_relay" "$p" "$target" > "$work/$name.log" 2>&1 &
+  proxy_pid[$name]=$!
+  port[$name]=$p
+  wait_for_port 127.0.0.1 "$p" 30 || { cat "$work/$name.log" >&2; die "$name did not start"; }
+}
+
+targets=(direct)
+for path in "${backend_paths[@]}"; do
+  start_pgflip "pgflip-w1@$path" 1 "$path"
+  start_pgflip "pgflip-w2@$path" 2 "$path"
+  start_pgbouncer "pgbouncer@$path" "$path"
+  start_null_relay "relay@$path" "$path"
+  targets+=("relay@$path" "pgflip-w1@$path" "pgflip-w2@$path" "pgbouncer@$path")
+done
+if ((tls)) && [[ -n "${port[pgbouncer@tcp]:-}" ]]; then
+  targets+=(direct+tls pgflip-w1@tcp+tls pgflip-w2@tcp+tls pgbouncer@tcp+tls)
+fi
+for t in "${targets[@]}"; do [[ "$t" == *+tls ]] || log "target $t on port ${port[$t]}"; done
 
 # CPU ticks (utime + stime, all threads) of a process.
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
@@ -200,52 +231,79 @@ workloads = ["S16", "S64", "P16"]
 names = {"S16": "-S -c 16", "S64": "-S -c 64", "P16": "-S -M prepared -c 16"}
 mean = {k: statistics.mean(v) for k, v in tps.items()}
 per10k = {k: c / n * 10000 for k, (c, n) in cost.items() if n}
-# The pgflip configuration reported in the ratios: the one with the better geometric mean.
+targets = {t for _, t in mean}
+
+
 def geo(t):
     product = 1.0
     for w in workloads:
         product *= mean[(w, t)]
     return product ** (1 / len(workloads))
-best = max(("pgflip-w1", "pgflip-w2"), key=geo)
 
-print(f"\npgbench select-only, {duration} s per run, {rounds} round(s), mean TPS over rounds "
-      f"(runs interleaved: direct, pgflip-w1, pgflip-w2, pgbouncer)\n")
-head = (f"{'workload':<22}{'direct':>10}{'pgflip w1':>11}{'pgflip w2':>11}{'pgbouncer':>11}"
-        f"{'pgflip/direct':>15}{'pgflip/pgbouncer':>18}")
-print(head)
-print("-" * len(head))
-for w in workloads:
-    d, f1, f2, b = (mean[(w, t)] for t in ("direct", "pgflip-w1", "pgflip-w2", "pgbouncer"))
-    f = mean[(w, best)]
-    print(f"{names[w]:<22}{d:>10.0f}{f1:>11.0f}{f2:>11.0f}{b:>11.0f}{f / d:>15.2f}{f / b:>18.2f}")
-print(f"\nratios use pgflip with workers = {best[-1]} "
-      f"(better geometric-mean TPS over the three workloads)")
-print("\nproxy CPU seconds per 10,000 transactions (utime + stime from /proc/PID/stat):\n")
-print(f"{'workload':<22}{'pgflip w1':>11}{'pgflip w2':>11}{'pgbouncer':>11}")
-for w in workloads:
-    print(f"{names[w]:<22}" + "".join(f"{per10k.get((w, t), float('nan')):>11.3f}"
-                                       for t in ("pgflip-w1", "pgflip-w2", "pgbouncer")))
-if ("S16", "pgbouncer+tls") in mean:
-    tls_best = max(("pgflip-w1+tls", "pgflip-w2+tls"), key=geo)
-    print(f"\nclients over TLS (sslmode=require; the proxies reach blue in plain TCP), mean TPS\n")
-    head = (f"{'workload':<22}{'direct':>10}{'pgflip w1':>11}{'pgflip w2':>11}{'pgbouncer':>11}"
+
+def best_pgflip(suffix):
+    """The pgflip configuration reported in the ratios: the better geometric-mean TPS."""
+    return max((f"pgflip-w1{suffix}", f"pgflip-w2{suffix}"), key=geo)
+
+
+def cpu_table(suffix):
+    print("\nproxy CPU seconds per 10,000 transactions (utime + stime from /proc/PID/stat):\n")
+    columns = [c for c in ("relay", "pgflip-w1", "pgflip-w2", "pgbouncer")
+               if (workloads[0], c + suffix) in per10k]
+    print(f"{'workload':<22}" + "".join(f"{c.replace('-', ' '):>11}" for c in columns))
+    for w in workloads:
+        print(f"{names[w]:<22}" + "".join(f"{per10k[(w, c + suffix)]:>11.3f}" for c in columns))
+
+
+print(f"\npgbench select-only, {duration} s per run, {rounds} round(s), mean TPS over rounds; "
+      f"runs interleaved, direct = pgbench to blue over TCP")
+summary = []
+for backend, label in (("tcp", "TCP to 127.0.0.1"), ("unix", "blue's Unix socket")):
+    s = "@" + backend
+    if "pgbouncer" + s not in targets:
+        continue
+    best = best_pgflip(s)
+    print(f"\n== proxies reach blue over {label} ==\n")
+    head = (f"{'workload':<22}{'direct':>9}{'relay':>9}{'pgflip w1':>11}{'pgflip w2':>11}"
+            f"{'pgbouncer':>11}{'pgflip/direct':>15}{'pgflip/pgb':>12}{'relay/direct':>14}"
+            f"{'relay/pgb':>11}")
+    print(head)
+    print("-" * len(head))
+    for w in workloads:
+        d = mean[(w, "direct")]
+        r, f1, f2, b = (mean[(w, t + s)] for t in ("relay", "pgflip-w1", "pgflip-w2",
+                                                     "pgbouncer"))
+        f = mean[(w, best)]
+        print(f"{names[w]:<22}{d:>9.0f}{r:>9.0f}{f1:>11.0f}{f2:>11.0f}{b:>11.0f}{f / d:>15.2f}"
+              f"{f / b:>12.2f}{r / d:>14.2f}{r / b:>11.2f}")
+    print(f"\nratios use pgflip with workers = {best[8]} (better geometric-mean TPS); "
+          f"relay = bench/null_relay.cpp, which parses nothing")
+    cpu_table(s)
+    summary.append((label, geo(best) / geo("direct"), geo(best) / geo("pgbouncer" + s),
+                    geo("relay" + s) / geo("direct"), geo("relay" + s) / geo("pgbouncer" + s)))
+if ("S16", "pgbouncer@tcp+tls") in mean:
+    best = best_pgflip("@tcp+tls")
+    print("\n== clients over TLS (sslmode=require); the proxies reach blue in plain TCP ==\n")
+    head = (f"{'workload':<22}{'direct':>9}{'pgflip w1':>11}{'pgflip w2':>11}{'pgbouncer':>11}"
             f"{'pgflip/direct':>15}{'pgflip/pgb':>12}")
     print(head)
     print("-" * len(head))
     for w in workloads:
-        d, f1, f2, b = (mean[(w, t + "+tls")] for t in ("direct", "pgflip-w1", "pgflip-w2",
-                                                         "pgbouncer"))
-        f = mean[(w, tls_best)]
-        print(f"{names[w]:<22}{d:>10.0f}{f1:>11.0f}{f2:>11.0f}{b:>11.0f}{f / d:>15.2f}"
+        d = mean[(w, "direct+tls")]
+        f1, f2, b = (mean[(w, t + "@tcp+tls")] for t in ("pgflip-w1", "pgflip-w2", "pgbouncer"))
+        f = mean[(w, best)]
+        print(f"{names[w]:<22}{d:>9.0f}{f1:>11.0f}{f2:>11.0f}{b:>11.0f}{f / d:>15.2f}"
               f"{f / b:>12.2f}")
-    ratio = (geo(tls_best) / geo("pgbouncer+tls"))
-    print(f"\nTLS: pgflip (workers = {tls_best[-5]}) / PgBouncer, geometric mean over the three "
-          f"workloads: {ratio:.2f} (goal >= 1.10)")
-    print("\nproxy CPU seconds per 10,000 transactions, clients over TLS:\n")
-    print(f"{'workload':<22}{'pgflip w1':>11}{'pgflip w2':>11}{'pgbouncer':>11}")
-    for w in workloads:
-        print(f"{names[w]:<22}" + "".join(f"{per10k.get((w, t + '+tls'), float('nan')):>11.3f}"
-                                           for t in ("pgflip-w1", "pgflip-w2", "pgbouncer")))
+    cpu_table("@tcp+tls")
+    summary.append(("TCP, clients over TLS", geo(best) / geo("direct+tls"),
+                    geo(best) / geo("pgbouncer@tcp+tls"), None, None))
+print("\ngeometric means over the three workloads (goals: pgflip/direct >= 0.85, "
+      "pgflip/pgbouncer >= 1.10):\n")
+for label, fd, fb, rd, rb in summary:
+    line = f"  {label:<24} pgflip/direct {fd:.2f}   pgflip/pgbouncer {fb:.2f}"
+    if rd is not None:
+        line += f"   relay/direct {rd:.2f}   relay/pgbouncer {rb:.2f}"
+    print(line)
 spread = {k: (max(v) - min(v)) / statistics.mean(v) for k, v in tps.items() if len(v) > 1}
 if spread:
     worst = max(spread, key=spread.get)
