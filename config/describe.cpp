@@ -16,17 +16,26 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
   return true;
 }
 
-/// Keys a running pgflip keeps until it restarts (proxy/reload.cpp keeps the same ones): its
-/// sockets and threads, the admin table, TLS contexts, TLS to the servers, the state file.
-bool needs_restart(std::string_view key) {
-  constexpr std::string_view kKeys[] = {
-      "server.listen",  "server.workers",   "admin.socket",   "admin.console_database",
-      "blue.sslmode",   "blue.sslrootcert", "green.sslmode",  "green.sslrootcert",
-      "tls.cert_file",  "tls.key_file",     "tls.client_tls", "switchover.state_file",
-      "metrics.listen",
+}  // namespace
+
+const std::vector<std::string_view>& restart_only_keys() {
+  // The listener, the worker threads, the admin socket and console name, the metrics
+  // endpoint, whether (and with which CA file) pgflip talks TLS to each server, the state
+  // file. proxy/reload.cpp keeps each of them; tests/proxy/reload_test.cpp checks both agree.
+  static const std::vector<std::string_view> keys = {
+      "server.listen",         "server.workers",   "admin.socket",  "admin.console_database",
+      "blue.sslmode",          "blue.sslrootcert", "green.sslmode", "green.sslrootcert",
+      "switchover.state_file", "metrics.listen",
   };
-  return std::find(std::begin(kKeys), std::end(kKeys), key) != std::end(kKeys);
+  return keys;
 }
+
+bool restart_only(std::string_view key) {
+  const auto& keys = restart_only_keys();
+  return std::find(keys.begin(), keys.end(), key) != keys.end();
+}
+
+namespace {
 
 bool is_secret(std::string_view key) {
   return key.ends_with("password") || key == "replication.blue_conninfo_for_green";
@@ -108,7 +117,7 @@ std::vector<ConfigEntry> describe(const Config& config) {
     ConfigEntry entry;
     entry.key = key;
     entry.secret = is_secret(key);
-    entry.restart = needs_restart(key);
+    entry.restart = restart_only(key);
     const bool absent = key.starts_with("green.") && !config.green;
     const std::string& default_value =
         i < default_values.size() ? default_values[i].second : std::string();

@@ -3,6 +3,7 @@
 
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.hpp"
@@ -24,6 +25,11 @@ struct ConfigEntry {
 /// Every key of `config`, in the order of the configuration reference. Passwords (and the
 /// password inside replication.blue_conninfo_for_green) are shown as kMaskedSecret when set.
 [[nodiscard]] std::vector<ConfigEntry> describe(const Config& config);
+
+/// Keys whose new value a running pgflip takes only when it restarts (a reload reports them).
+/// A green table added or removed also waits for a restart.
+[[nodiscard]] const std::vector<std::string_view>& restart_only_keys();
+[[nodiscard]] bool restart_only(std::string_view key);
 
 /// `conninfo` with the value of every password=... masked (keyword/value form and URIs).
 [[nodiscard]] std::string mask_conninfo_password(std::string_view conninfo);

@@ -14,22 +14,7 @@ namespace pgflip::proxy {
 using namespace asio::experimental::awaitable_operators;
 
 void FrontDoor::load(const config::Config& config) {
-  if (config.tls.enabled()) {
-    client_tls = make_client_tls_context(config.tls);
-    if (client_tls->end_point_hash.empty()) {
-      spdlog::warn(
-          "tls.cert_file {}: its signature algorithm has no tls-server-end-point hash; "
-          "SCRAM-SHA-256-PLUS (channel binding) is not offered",
-          config.tls.cert_file);
-    }
-  }
-  server_tls.clear();
-  const auto add = [&](const config::Endpoint& endpoint, std::string_view name) {
-    if (endpoint.sslmode == config::SslMode::kDisable || endpoint.is_unix_socket()) return;
-    server_tls.emplace(std::string(name), make_server_tls_context(endpoint, name));
-  };
-  add(config.blue, "blue");
-  if (config.green) add(*config.green, "green");
+  set_tls(load_tls(config));
   set_users(load_users(config));
   if (config.auth.method != config::AuthMethod::kTrust && !users() &&
       config.auth.query_user.empty()) {
@@ -41,6 +26,26 @@ void FrontDoor::load(const config::Config& config) {
   if (config.tls.client_tls != config::ClientTlsMode::kDisable && !config.tls.enabled()) {
     spdlog::info("TLS to clients is off (no tls.cert_file/tls.key_file)");
   }
+}
+
+std::shared_ptr<const TlsContexts> FrontDoor::load_tls(const config::Config& config) {
+  auto tls = std::make_shared<TlsContexts>();
+  if (config.tls.enabled()) {
+    tls->client = make_client_tls_context(config.tls);
+    if (tls->client->end_point_hash.empty()) {
+      spdlog::warn(
+          "tls.cert_file {}: its signature algorithm has no tls-server-end-point hash; "
+          "SCRAM-SHA-256-PLUS (channel binding) is not offered",
+          config.tls.cert_file);
+    }
+  }
+  const auto add = [&](const config::Endpoint& endpoint, std::string_view name) {
+    if (endpoint.sslmode == config::SslMode::kDisable || endpoint.is_unix_socket()) return;
+    tls->servers.emplace(std::string(name), make_server_tls_context(endpoint, name));
+  };
+  add(config.blue, "blue");
+  if (config.green) add(*config.green, "green");
+  return tls;
 }
 
 std::shared_ptr<const UserStore> FrontDoor::load_users(const config::Config& config) {
@@ -72,8 +77,10 @@ void raise_file_limit(std::uint32_t max_clients) {
 }
 
 std::shared_ptr<ssl::context> FrontDoor::server_tls_for(std::string_view environment) const {
-  const auto found = server_tls.find(environment);
-  return found == server_tls.end() ? nullptr : found->second;
+  const auto tls = tls_.load();
+  if (!tls) return nullptr;
+  const auto found = tls->servers.find(environment);
+  return found == tls->servers.end() ? nullptr : found->second;
 }
 
 std::string FrontDoor::admit_login(const config::ServerSettings& settings, const std::string& user,

@@ -17,23 +17,38 @@
 
 namespace pgflip::proxy {
 
-struct FrontDoor {
+/// The TLS contexts of one configuration, built together; a reload replaces them whole.
+struct TlsContexts {
   /// TLS towards clients; null when not offered (no certificate, or client_tls = disable).
-  std::shared_ptr<ClientTlsContext> client_tls;
+  std::shared_ptr<ClientTlsContext> client;
   /// TLS towards each environment's server ("blue", "green"), for sslmode != disable.
-  std::map<std::string, std::shared_ptr<ssl::context>, std::less<>> server_tls;
+  std::map<std::string, std::shared_ptr<ssl::context>, std::less<>> servers;
+};
+
+struct FrontDoor {
+  /// TLS towards clients, or null. Thread-safe; a reload replaces it. A session keeps the one
+  /// it started with: its handshake and channel binding must use the same certificate.
+  [[nodiscard]] std::shared_ptr<ClientTlsContext> client_tls() const {
+    const auto tls = tls_.load();
+    return tls ? tls->client : nullptr;
+  }
+  void set_tls(std::shared_ptr<const TlsContexts> tls) { tls_.store(std::move(tls)); }
   /// auth.users_file; null when none is configured. Thread-safe; a reload replaces it.
   [[nodiscard]] std::shared_ptr<const UserStore> users() const { return users_.load(); }
   void set_users(std::shared_ptr<const UserStore> users) { users_.store(std::move(users)); }
   ConnectionLimits limits;
 
-  /// Loads the certificates, CA files and users file `config` names. Start-up only (not
-  /// thread-safe); throws std::runtime_error naming the file at fault.
+  /// Loads the certificates, CA files and users file `config` names (load_tls, load_users).
+  /// Throws std::runtime_error naming the file at fault.
   void load(const config::Config& config);
 
   /// Reads the users file `config` names (null when none). Throws std::runtime_error naming
   /// the file and line at fault.
   [[nodiscard]] static std::shared_ptr<const UserStore> load_users(const config::Config& config);
+
+  /// Reads the certificate, key and CA files `config` names (the files' current contents, so a
+  /// certificate renewed in place is picked up). Throws std::runtime_error naming the file.
+  [[nodiscard]] static std::shared_ptr<const TlsContexts> load_tls(const config::Config& config);
 
   /// The TLS context for an environment's server, or null.
   [[nodiscard]] std::shared_ptr<ssl::context> server_tls_for(std::string_view environment) const;
@@ -46,6 +61,7 @@ struct FrontDoor {
 
  private:
   std::atomic<std::shared_ptr<const UserStore>> users_;
+  std::atomic<std::shared_ptr<const TlsContexts>> tls_;
 };
 
 /// Raises the soft RLIMIT_NOFILE to the hard limit, and warns when that still cannot hold

@@ -39,8 +39,8 @@ config::Config keep_restart_only(const config::Config& before, const config::Con
   kept.admin = before.admin;
   // The metrics endpoint is bound at start.
   kept.metrics = before.metrics;
-  // TLS contexts are built at start; sessions use them without locks.
-  kept.tls = before.tls;
+  // Whether pgflip talks TLS to a server, and with which CA file, is fixed at start: live
+  // sessions and the switchover rely on it. (The files themselves are re-read on reload.)
   keep_server_tls(before.blue, kept.blue);
   if (before.green.has_value() != after.green.has_value()) {
     kept.green = before.green;
@@ -66,6 +66,16 @@ ReloadOutcome reload_config(ProxyContext& context) {
 
   ReloadOutcome outcome;
   auto kept = std::make_shared<const config::Config>(keep_restart_only(*before, after, outcome));
+  // The certificate, key and CA files as they are now: a certificate renewed in place is
+  // served to new clients; sessions keep the one they began with.
+  std::shared_ptr<const TlsContexts> tls = FrontDoor::load_tls(*kept);
+  const std::shared_ptr<ClientTlsContext> old_client_tls = context.front_door.client_tls();
+  const bool certificate_changed =
+      static_cast<bool>(tls->client) != static_cast<bool>(old_client_tls) ||
+      (tls->client && old_client_tls && tls->client->fingerprint != old_client_tls->fingerprint);
+  if (certificate_changed && !contains(outcome.changed, "tls.cert_file")) {
+    outcome.changed.emplace_back("tls.cert_file");
+  }
   const std::shared_ptr<const UserStore> users = check.users();
   const std::shared_ptr<const UserStore> old_users = context.front_door.users();
   const bool users_changed = static_cast<bool>(users) != static_cast<bool>(old_users) ||
@@ -85,6 +95,7 @@ ReloadOutcome reload_config(ProxyContext& context) {
   active.endpoint = active.name == "green" && kept->green ? *kept->green : kept->blue;
   context.router.set_active(std::move(active));
   context.front_door.set_users(users);
+  context.front_door.set_tls(std::move(tls));
   context.set_config(std::move(kept));
   return outcome;
 }

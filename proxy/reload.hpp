@@ -13,16 +13,16 @@ namespace pgflip::proxy {
 struct ReloadOutcome {
   /// Keys whose new values are in force (for new sessions and server connections; the log
   /// level and format, limits and admin commands at once). "auth.users_file" is listed when
-  /// the file's users or secrets changed, even if its path did not.
+  /// the file's users or secrets changed, even if its path did not; "tls.cert_file" when the
+  /// certificate served to clients changed (renewed in place, or TLS turned on or off).
   std::vector<std::string> changed;
   /// Keys that changed in the file but keep their old values until pgflip restarts.
   std::vector<std::string> needs_restart;
 };
 
-/// `after` with every restart-only key set back to its value in `before`: server.listen,
-/// server.workers, admin.socket, tls.*, switchover.state_file, blue/green.sslmode and
-/// .sslrootcert, and the whole [green] table when it was added or removed. Fills `outcome`
-/// with the keys that differ, split into those applied and those left for a restart.
+/// `after` with every restart-only key (config::restart_only) set back to its value in
+/// `before`, and the whole [green] table when it was added or removed. Fills `outcome` with
+/// the keys that differ, split into those applied and those left for a restart.
 [[nodiscard]] config::Config keep_restart_only(const config::Config& before,
                                                const config::Config& after, ReloadOutcome& outcome);
 

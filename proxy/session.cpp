@@ -74,6 +74,7 @@ Session::Session(tcp::socket client, ProxyContext& context, std::uint64_t id)
       context_(context),
       id_(id),
       config_(context.config()),
+      client_tls_(context.front_door.client_tls()),
       client_scanner_(config_->server.max_message_size),
       server_scanner_(kMaxServerMessageSize),
       switch_event_(client_.get_executor()),

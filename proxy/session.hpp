@@ -190,6 +190,9 @@ class Session : public std::enable_shared_from_this<Session> {
   ProxyContext& context_;
   const std::uint64_t id_;
   const std::shared_ptr<const config::Config> config_;
+  // TLS towards the client as it was when the session began (null: not offered); a reload
+  // does not change it under the handshake or the channel binding.
+  const std::shared_ptr<ClientTlsContext> client_tls_;
   std::string peer_;
   State state_ = State::kStartup;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();

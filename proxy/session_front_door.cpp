@@ -33,15 +33,15 @@ awaitable<bool> Session::answer_encryption_request(bool tls_request, std::string
               peer_, buffer.size());
     co_return false;
   }
-  ClientTlsContext* tls = context_.front_door.client_tls.get();
-  if (!tls_request || tls == nullptr) {
+  if (!tls_request || !client_tls_) {
     // GSSAPI is not offered, nor TLS without a certificate: 'N' lets the client continue in
     // the clear (or give up, if it requires encryption).
     co_await write_client("N");
     co_return true;
   }
   co_await write_client("S");
-  if (std::string error = co_await accept_client_tls(client_, *tls, {}, false); !error.empty()) {
+  if (std::string error = co_await accept_client_tls(client_, *client_tls_, {}, false);
+      !error.empty()) {
     log::info(log_conn(), "{} closed: {}", peer_, error);
     co_return false;
   }
@@ -50,15 +50,14 @@ awaitable<bool> Session::answer_encryption_request(bool tls_request, std::string
 }
 
 awaitable<bool> Session::start_direct_tls(std::string& buffer) {
-  ClientTlsContext* tls = context_.front_door.client_tls.get();
-  if (tls == nullptr) {
+  if (!client_tls_) {
     // Nothing sensible can be said in the clear to a TLS client.
     log::info(log_conn(), "{} closed: direct TLS connection, but TLS is not configured", peer_);
     co_return false;
   }
   const std::string initial = std::move(buffer);
   buffer.clear();
-  if (std::string error = co_await accept_client_tls(client_, *tls, initial, true);
+  if (std::string error = co_await accept_client_tls(client_, *client_tls_, initial, true);
       !error.empty()) {
     log::info(log_conn(), "{} closed: {}", peer_, error);
     co_return false;
@@ -93,9 +92,7 @@ awaitable<bool> Session::authenticate() {
   request.lookup_tls = front_door.server_tls_for(active.name);
   request.user = user;
   request.database = database;
-  if (client_.is_tls() && front_door.client_tls) {
-    request.channel_binding = front_door.client_tls->end_point_hash;
-  }
+  if (client_.is_tls() && client_tls_) request.channel_binding = client_tls_->end_point_hash;
   request.session_id = id_;
   request.peer = peer_;
   auto credentials = co_await authenticate_client(client_, client_pending_, request);

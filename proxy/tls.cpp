@@ -80,6 +80,11 @@ std::shared_ptr<ClientTlsContext> make_client_tls_context(const config::TlsSetti
   SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
   if (X509* certificate = SSL_CTX_get0_certificate(ctx)) {
     tls->end_point_hash = tls_server_end_point(certificate);
+    std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+    unsigned int size = 0;
+    if (X509_digest(certificate, EVP_sha256(), digest.data(), &size) == 1) {
+      tls->fingerprint.assign(reinterpret_cast<const char*>(digest.data()), size);
+    }
   }
   return tls;
 }

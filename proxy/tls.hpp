@@ -21,6 +21,8 @@ inline constexpr std::string_view kAlpnPostgresql = "postgresql";
 struct ClientTlsContext {
   ssl::context context{ssl::context::tls_server};
   std::string end_point_hash;
+  /// SHA-256 of the certificate (DER): tells a renewed certificate at the same path apart.
+  std::string fingerprint;
 };
 
 /// Loads tls.cert_file and tls.key_file: TLS 1.2 or newer, no renegotiation, ALPN

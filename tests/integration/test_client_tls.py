@@ -97,6 +97,40 @@ class ClientTlsTest(harness.PgflipTestCase):
         self.assertEqual(client.query("select 'bound'"), [["bound"]])
         client.close()
 
+    def test_certificate_renewed_in_place_is_served_after_sighup(self):
+        # As certbot renews: new files at the same paths, then SIGHUP.
+        first = frontdoor.make_server_cert(self.tmp, self.ca, "renew-first")
+        second = frontdoor.make_server_cert(self.tmp, self.ca, "renew-second")
+        cert, key = self.tmp / "renewed.crt", self.tmp / "renewed.key"
+        shutil.copy(first[0], cert)
+        shutil.copy(first[1], key)
+        proxy = self.start_pgflip({**self.overrides(), "tls": {"cert_file": str(cert),
+                                                               "key_file": str(key)}})
+        der = lambda path: ssl.PEM_cert_to_DER_cert(pathlib.Path(path).read_text())
+
+        def connect():
+            return frontdoor.AuthClient(proxy.port, "postgres", PASSWORD, tls="request",
+                                        ca=self.ca[0], channel_binding=True)
+
+        before = connect()
+        self.assertEqual(before.sock.getpeercert(binary_form=True), der(first[0]))
+        before.query("begin")
+        shutil.copy(second[0], cert)
+        shutil.copy(second[1], key)
+        proxy.signal(signal.SIGHUP)
+        harness.wait_until(lambda: "changed: tls.cert_file" in proxy.log_text(), 10,
+                           message="the reload reporting the new certificate")
+        after = connect()
+        self.assertEqual(after.sock.getpeercert(binary_form=True), der(second[0]))
+        # Channel binding is computed from the certificate this client saw.
+        self.assertEqual(after.mechanism, "SCRAM-SHA-256-PLUS")
+        self.assertEqual(after.query("select 'renewed'"), [["renewed"]])
+        # The session from before goes on over its handshake with the old certificate.
+        self.assertEqual(before.query("select 'old'"), [["old"]])
+        before.query("commit")
+        for client in (before, after):
+            client.close()
+
     def test_direct_tls_with_alpn(self):
         client = frontdoor.AuthClient(self.proxy.port, "postgres", PASSWORD, tls="direct",
                                       ca=self.ca[0], channel_binding=True)

@@ -7,13 +7,16 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "config/describe.hpp"
 #include "proxy/proxy_context.hpp"
 #include "proxy/reload.hpp"
+#include "test_certs.hpp"
 
 using namespace pgflip::proxy;
 namespace config = pgflip::config;
@@ -58,7 +61,7 @@ Settings with_server(std::string extra) {
 
 }  // namespace
 
-TEST_CASE("keep_restart_only keeps the listener, TLS and the state file; applies the rest") {
+TEST_CASE("keep_restart_only keeps the listener, server TLS and the state file; applies the rest") {
   const config::Config before =
       config::parse_config("[blue]\nhost = \"a\"\n[server]\nmax_client_conn = 5\n", "t.toml");
   const config::Config after = config::parse_config(
@@ -87,6 +90,112 @@ TEST_CASE("keep_restart_only keeps the listener, TLS and the state file; applies
     CAPTURE(key);
     CHECK(has(outcome.needs_restart, key));
     CHECK_FALSE(has(outcome.changed, key));
+  }
+}
+
+TEST_CASE("every restart-only key keeps its value on reload, as SHOW CONFIG marks it") {
+  // One new value per restart-only key, as [table] and line.
+  const std::map<std::string_view, std::pair<std::string, std::string>> change = {
+      {"server.listen", {"server", "listen = \"0.0.0.0:7000\""}},
+      {"server.workers", {"server", "workers = 3"}},
+      {"admin.socket", {"admin", "socket = \"/tmp/other-admin.sock\""}},
+      {"admin.console_database", {"admin", "console_database = \"admin\""}},
+      {"blue.sslmode", {"blue", "sslmode = \"disable\""}},
+      {"blue.sslrootcert", {"blue", "sslrootcert = \"/tmp/ca.crt\""}},
+      {"green.sslmode", {"green", "sslmode = \"disable\""}},
+      {"green.sslrootcert", {"green", "sslrootcert = \"/tmp/ca.crt\""}},
+      {"switchover.state_file", {"switchover", "state_file = \"/tmp/other-state.json\""}},
+      {"metrics.listen", {"metrics", "listen = \"127.0.0.1:9187\""}},
+  };
+  const auto text = [](const std::string& table, const std::string& line) {
+    const std::map<std::string, std::string> base = {{"blue", "host = \"a\"\n"},
+                                                     {"green", "host = \"g\"\n"},
+                                                     {"server", ""},
+                                                     {"admin", ""},
+                                                     {"switchover", ""},
+                                                     {"metrics", ""}};
+    std::string out;
+    for (const auto& [name, lines] : base) {
+      out += "[" + name + "]\n" + lines + (name == table ? line + "\n" : "");
+    }
+    return out;
+  };
+  const config::Config before = config::parse_config(text("", ""), "t.toml");
+  CHECK(change.size() == config::restart_only_keys().size());
+  for (const std::string_view key : config::restart_only_keys()) {
+    CAPTURE(key);
+    const auto found = change.find(key);
+    REQUIRE(found != change.end());
+    const config::Config after =
+        config::parse_config(text(found->second.first, found->second.second), "t.toml");
+    ReloadOutcome outcome;
+    const config::Config kept = keep_restart_only(before, after, outcome);
+    CHECK(outcome.needs_restart == std::vector<std::string>{std::string(key)});
+    CHECK(outcome.changed.empty());
+    CHECK(config::changed_keys(before, kept).empty());
+  }
+  // SHOW CONFIG marks exactly these, and each of them is a key it shows.
+  std::size_t marked = 0;
+  for (const config::ConfigEntry& entry : config::describe(before)) {
+    CAPTURE(entry.key);
+    CHECK(entry.restart == config::restart_only(entry.key));
+    marked += entry.restart ? 1 : 0;
+  }
+  CHECK(marked == config::restart_only_keys().size());
+}
+
+TEST_CASE("reload serves a certificate renewed in place to new sessions") {
+  using pgflip::test::digest_of;
+  using pgflip::test::make_certificate;
+  const auto first = make_certificate(EVP_sha256());
+  const pgflip::test::PemFiles pem(first);
+  TempDir dir;
+  dir.write("users.txt", "\"alice\" \"pw1\"\n");
+  const std::string tls_table =
+      "[tls]\ncert_file = \"" + pem.cert + "\"\nkey_file = \"" + pem.key + "\"\n";
+  dir.write("pgflip.toml", config_text(dir, Settings{}) + tls_table);
+  ProxyContext context;
+  context.set_config(
+      std::make_shared<const config::Config>(config::load_config_file(dir.file("pgflip.toml"))));
+  context.front_door.load(*context.config());
+  context.router.set_active(Router::Active{"blue", context.config()->blue, 1});
+  const auto started_with = context.front_door.client_tls();
+  REQUIRE(started_with);
+  CHECK(started_with->fingerprint == digest_of(first.cert.get(), EVP_sha256()));
+
+  SUBCASE("the same certificate: nothing reported, the context may be rebuilt") {
+    const ReloadOutcome outcome = reload_config(context);
+    CHECK(outcome.changed.empty());
+    CHECK(context.front_door.client_tls()->fingerprint == started_with->fingerprint);
+  }
+
+  SUBCASE("renewed: new sessions get the new one, old sessions keep theirs") {
+    const auto renewed = make_certificate(EVP_sha256());
+    pem.write(renewed);
+    const ReloadOutcome outcome = reload_config(context);
+    CHECK(outcome.changed == std::vector<std::string>{"tls.cert_file"});
+    CHECK(context.front_door.client_tls()->fingerprint ==
+          digest_of(renewed.cert.get(), EVP_sha256()));
+    CHECK(context.front_door.client_tls()->end_point_hash ==
+          digest_of(renewed.cert.get(), EVP_sha256()));
+    CHECK(started_with->fingerprint == digest_of(first.cert.get(), EVP_sha256()));
+  }
+
+  SUBCASE("a key that does not match: refused whole, the old certificate stays") {
+    const auto other = make_certificate(EVP_sha256());
+    const pgflip::test::PemFiles other_pem(other);
+    std::filesystem::copy_file(other_pem.cert, pem.cert,
+                               std::filesystem::copy_options::overwrite_existing);
+    CHECK_THROWS_WITH((void)reload_config(context), doctest::Contains("tls.key_file"));
+    CHECK(context.front_door.client_tls() == started_with);
+  }
+
+  SUBCASE("TLS turned off: reported, new sessions are offered none") {
+    dir.write("pgflip.toml", config_text(dir, Settings{}));
+    const ReloadOutcome outcome = reload_config(context);
+    CHECK(std::find(outcome.changed.begin(), outcome.changed.end(), "tls.cert_file") !=
+          outcome.changed.end());
+    CHECK(context.front_door.client_tls() == nullptr);
   }
 }
 

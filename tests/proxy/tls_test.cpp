@@ -2,80 +2,21 @@
 // handshake through MaybeTlsStream in-process, with and without ALPN "postgresql".
 #include <doctest/doctest.h>
 #include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/x509.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <filesystem>
 #include <memory>
 #include <string>
 
 #include "proxy/front_door.hpp"
 #include "proxy/tls.hpp"
+#include "test_certs.hpp"
 
 using namespace pgflip::proxy;
 
-namespace {
-
-struct KeyAndCert {
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key{nullptr, EVP_PKEY_free};
-  std::unique_ptr<X509, decltype(&X509_free)> cert{nullptr, X509_free};
-};
-
-/// A self-signed EC P-256 certificate for CN=localhost, signed with `digest`.
-KeyAndCert make_certificate(const EVP_MD* digest) {
-  KeyAndCert out;
-  out.key.reset(EVP_EC_gen("P-256"));
-  REQUIRE(out.key);
-  out.cert.reset(X509_new());
-  X509* cert = out.cert.get();
-  X509_set_version(cert, 2);
-  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
-  X509_gmtime_adj(X509_getm_notBefore(cert), 0);
-  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
-  X509_set_pubkey(cert, out.key.get());
-  X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
-  X509_set_issuer_name(cert, name);
-  REQUIRE(X509_sign(cert, out.key.get(), digest) > 0);
-  return out;
-}
-
-std::string digest_of(X509* cert, const EVP_MD* digest) {
-  unsigned char hash[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  REQUIRE(X509_digest(cert, digest, hash, &size) == 1);
-  return std::string(reinterpret_cast<const char*>(hash), size);
-}
-
-/// PEM files in a temporary directory, removed at the end of the test.
-struct PemFiles {
-  std::filesystem::path dir;
-  std::string cert;
-  std::string key;
-  explicit PemFiles(const KeyAndCert& kc) {
-    static int count = 0;
-    dir = std::filesystem::temp_directory_path() /
-          ("pgflip_tls_test_" + std::to_string(::getpid()) + "_" + std::to_string(++count));
-    std::filesystem::create_directories(dir);
-    cert = (dir / "cert.pem").string();
-    key = (dir / "key.pem").string();
-    FILE* f = std::fopen(cert.c_str(), "w");
-    PEM_write_X509(f, kc.cert.get());
-    std::fclose(f);
-    f = std::fopen(key.c_str(), "w");
-    PEM_write_PrivateKey(f, kc.key.get(), nullptr, nullptr, 0, nullptr, nullptr);
-    std::fclose(f);
-  }
-  ~PemFiles() {
-    std::error_code ec;
-    std::filesystem::remove_all(dir, ec);
-  }
-};
-
-}  // namespace
+using pgflip::test::digest_of;
+using pgflip::test::KeyAndCert;
+using pgflip::test::make_certificate;
+using pgflip::test::PemFiles;
 
 TEST_CASE("tls-server-end-point hashes with the signature's digest, SHA-256 for SHA-1") {
   const KeyAndCert sha256 = make_certificate(EVP_sha256());
