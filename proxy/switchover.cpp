@@ -399,7 +399,7 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
     // 1. Catch up: while clients still run, write sentinels until green applies one within
     //    catchup_target_ms, so that parked clients wait only for the last few milliseconds of
     //    replication instead of whatever backlog green had. The connections stay open for the
-    //    drain.
+    //    fence, the drain and the sequence copy: no logins while clients are parked.
     steps.begin("catchup");
     replication::SentinelWatch watch = manager.watch_sentinels();
     auto wait_for_sentinel = [&](Clock::time_point until) {
@@ -508,7 +508,7 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
     fence.label = id;
     fence.timeout = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     fenced = true;  // from here an abort must unfence, even if fence() failed halfway
-    const auto fence_result = manager.fence(fence);
+    const auto fence_result = manager.fence(fence, watch);
     steps.end("default_transaction_read_only = on; " +
               std::to_string(fence_result.terminated.size()) + " other backend(s) terminated");
     check_deadline();
@@ -530,7 +530,7 @@ AdminReply Switchover::run(const SwitchoverOptions& options, const AdminEmit& em
 
     // 6. Sequences, read after the fence so no value can move on.
     steps.begin("sequences");
-    const auto copied = manager.copy_sequences();
+    const auto copied = manager.copy_sequences(watch);
     sequences = copied.count();
     steps.end(std::to_string(sequences) + " sequence(s) set on green");
     check_deadline();

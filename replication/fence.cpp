@@ -38,12 +38,20 @@ std::optional<std::string> auto_conf_setting(PgConnection& conn, std::string_vie
 }  // namespace
 
 FenceResult Manager::fence(const FenceOptions& options) {
+  PgConnection blue = connect_maintenance(Side::kBlue, "fence");
+  return fence_over(blue, options);
+}
+
+FenceResult Manager::fence(const FenceOptions& options, SentinelWatch& watch) {
+  return fence_over(watch.maintenance_, options);
+}
+
+FenceResult Manager::fence_over(PgConnection& blue, const FenceOptions& options) {
   constexpr std::string_view kStep = "fence";
   const auto start = Clock::now();
   const auto deadline = start + options.timeout;
   FenceResult result;
   result.label = options.label;
-  PgConnection blue = connect_maintenance(Side::kBlue, kStep);
   const std::string table = quote_ident(names_.schema) + ".fence";
   blue.run(sql::create_fence_table(names_), kStep);
 

@@ -64,9 +64,10 @@ struct CleanupOptions {
 };
 
 /// Sentinels written on blue and awaited on green over connections that stay open for the
-/// watch's lifetime (one blue and one green connection per replicated database), so that a
-/// switchover can measure green's apply lag before it parks clients and drain after it
-/// without paying for new logins each time. Made by Manager::watch_sentinels().
+/// watch's lifetime (one blue and one green connection per replicated database, and one to
+/// blue's maintenance database), so that a switchover can measure green's apply lag before it
+/// parks clients, then fence, drain and copy sequences while they are parked, without paying
+/// for new logins. Made by Manager::watch_sentinels().
 class SentinelWatch {
  public:
   using Clock = std::chrono::steady_clock;
@@ -93,9 +94,11 @@ class SentinelWatch {
     Clock::time_point written;
     std::optional<double> seen_after;
   };
-  explicit SentinelWatch(std::string table) : table_(std::move(table)) {}
+  SentinelWatch(std::string table, PgConnection maintenance)
+      : table_(std::move(table)), maintenance_(std::move(maintenance)) {}
 
-  std::string table_;  // quoted schema.heartbeat
+  std::string table_;         // quoted schema.heartbeat
+  PgConnection maintenance_;  // blue's maintenance database
   std::string label_;
   std::vector<Database> databases_;
 };
@@ -135,6 +138,8 @@ class Manager {
   /// Fences blue: records the fence, ALTER SYSTEM SET default_transaction_read_only = on,
   /// reload (waits until applied), terminates other client backends. Idempotent.
   [[nodiscard]] FenceResult fence(const FenceOptions& options = {});
+  /// The same over the watch's connection to blue (a switchover's: no login while parked).
+  [[nodiscard]] FenceResult fence(const FenceOptions& options, SentinelWatch& watch);
   /// Restores the setting the fence replaced and removes the record. A no-op (kNotFenced)
   /// without pgflip's record, so it is idempotent and safe after a restart.
   [[nodiscard]] FenceResult unfence(std::chrono::milliseconds timeout = std::chrono::seconds(10));
@@ -151,6 +156,8 @@ class Manager {
   /// Reads every sequence of every database on blue (from the sequence relations: exact
   /// last_value and is_called) and sets them on green in one statement per database.
   [[nodiscard]] SequenceCopyResult copy_sequences();
+  /// The same over the watch's connections, for the databases it watches.
+  [[nodiscard]] SequenceCopyResult copy_sequences(SentinelWatch& watch);
 
   /// Drops subscriptions (green), slots, event triggers, publications (blue) and pgflip's
   /// tables and schema (both) for every database of databases() plus any database where
@@ -170,6 +177,7 @@ class Manager {
                                      std::string_view step) const;
   [[nodiscard]] PgConnection connect_maintenance(Side side, std::string_view step) const;
   [[nodiscard]] std::vector<DatabaseInfo> database_infos(PgConnection& blue_maintenance) const;
+  [[nodiscard]] FenceResult fence_over(PgConnection& blue, const FenceOptions& options);
   [[nodiscard]] bool green_database_exists(PgConnection& green_maintenance,
                                            const std::string& database) const;
   [[nodiscard]] std::string blue_conninfo_for_green(const std::string& database) const;

@@ -16,13 +16,9 @@ constexpr std::string_view kSentinelStep = "sentinel";
 }  // namespace
 
 SentinelWatch Manager::watch_sentinels() {
-  SentinelWatch watch(quote_ident(names_.schema) + ".heartbeat");
-  std::vector<DatabaseInfo> dbs;
-  {
-    PgConnection maintenance = connect_maintenance(Side::kBlue, kSentinelStep);
-    dbs = database_infos(maintenance);
-  }
-  for (const auto& db : dbs) {
+  SentinelWatch watch(quote_ident(names_.schema) + ".heartbeat",
+                      connect_maintenance(Side::kBlue, kSentinelStep));
+  for (const auto& db : database_infos(watch.maintenance_)) {
     watch.databases_.push_back({db.name,
                                 connect(Side::kBlue, db.name, kSentinelStep),
                                 connect(Side::kGreen, db.name, kSentinelStep),
@@ -104,18 +100,20 @@ SentinelResult Manager::write_sentinel_and_wait(std::string_view label,
 }
 
 SequenceCopyResult Manager::copy_sequences() {
+  SentinelWatch watch = watch_sentinels();
+  return copy_sequences(watch);
+}
+
+SequenceCopyResult Manager::copy_sequences(SentinelWatch& watch) {
   constexpr std::string_view kStep = "sequences";
   const auto start = Clock::now();
   SequenceCopyResult result;
-  std::vector<DatabaseInfo> dbs;
-  {
-    PgConnection maintenance = connect_maintenance(Side::kBlue, kStep);
-    dbs = database_infos(maintenance);
-  }
   // Read everything first (right after the fence), then write.
   std::map<std::string, std::vector<SequenceValue>> by_db;
-  for (const auto& db : dbs) {
-    PgConnection blue = connect(Side::kBlue, db.name, kStep);
+  std::map<std::string, PgConnection*> green_of;
+  for (auto& db : watch.databases_) {
+    PgConnection& blue = db.blue;
+    green_of[db.name] = &db.green;
     PgResult list = blue.exec(
         "SELECT n.nspname, c.relname, "
         "CASE (SELECT d.deptype FROM pg_depend d WHERE d.classid = 'pg_class'::regclass "
@@ -157,14 +155,13 @@ SequenceCopyResult Manager::copy_sequences() {
       last_values.push_back(std::to_string(s.last_value));
       called.push_back(s.is_called ? "t" : "f");
     }
-    PgConnection green = connect(Side::kGreen, database, kStep);
     // One statement: every sequence of the database is set, or (on any error) none.
     const std::int64_t set =
-        green
-            .exec(sql::set_sequences_query(),
-                  {text_array_literal(schemas), text_array_literal(names),
-                   text_array_literal(last_values), text_array_literal(called)},
-                  kStep)
+        green_of.at(database)
+            ->exec(sql::set_sequences_query(),
+                   {text_array_literal(schemas), text_array_literal(names),
+                    text_array_literal(last_values), text_array_literal(called)},
+                   kStep)
             .int64(0, 0);
     if (set != static_cast<std::int64_t>(seqs.size())) {
       throw ReplicationError(ErrorKind::kState, database, std::string(kStep),

@@ -65,7 +65,7 @@ TEST_CASE("sentinel wait returns only after green applied it, and everything bef
   CHECK(r.to_json().at("databases").at(0).at("database").as_string() == db.name());
 }
 
-TEST_CASE("switchover steps in order: fence keeps the walsender, sentinel and sequences work") {
+TEST_CASE("switchover steps in order over one watch: fence keeps the walsender and the watch") {
   TestDatabase db("repl_steps");
   struct UnfenceAtExit {
     ~UnfenceAtExit() {
@@ -92,9 +92,12 @@ TEST_CASE("switchover steps in order: fence keeps the walsender, sentinel and se
     return walsender != 0;
   }));
 
+  // As a switchover: the watch's connections are opened before clients are parked and serve
+  // the fence, the drain and the sequence copy.
+  SentinelWatch watch = m.watch_sentinels();
   AppConnection app(cluster().blue, db.name());
   REQUIRE(app.run("INSERT INTO orders (v) SELECT g FROM generate_series(1, 50) g") == "");
-  const FenceResult fenced = m.fence(labelled("steps"));
+  const FenceResult fenced = m.fence(labelled("steps"), watch);
   CHECK(std::any_of(fenced.terminated.begin(), fenced.terminated.end(),
                     [&](const TerminatedBackend& t) { return t.pid == app.backend_pid(); }));
   CHECK(std::none_of(fenced.terminated.begin(), fenced.terminated.end(),
@@ -102,8 +105,11 @@ TEST_CASE("switchover steps in order: fence keeps the walsender, sentinel and se
   CHECK(b.exec("SELECT active_pid FROM pg_replication_slots WHERE slot_name = $1", {sub}, "test")
             .int64(0, 0) == walsender);
 
-  const SentinelResult drained = m.write_sentinel_and_wait("steps", 30s);
-  const SequenceCopyResult seqs = m.copy_sequences();
+  // The watch's own connections survived the fence and still write on the fenced blue.
+  watch.write("steps");
+  REQUIRE(watch.wait_until(Clock::now() + 30s, 5ms));
+  const SentinelResult drained = watch.result();
+  const SequenceCopyResult seqs = m.copy_sequences(watch);
   MESSAGE("drain " << drained.seconds * 1000 << " ms, sequences " << seqs.seconds * 1000
                    << " ms (read " << seqs.read_seconds * 1000 << ", write "
                    << seqs.write_seconds * 1000 << ")");
@@ -113,6 +119,10 @@ TEST_CASE("switchover steps in order: fence keeps the walsender, sentinel and se
   PgConnection g = green(db.name());
   CHECK(scalar(g, "SELECT count(*) FROM orders") == 50);
   CHECK(scalar(g, "SELECT nextval('orders_id_seq')") == 51);
+  // Without a watch, the copy opens its own connections and finds the same value.
+  REQUIRE(blue(db.name()).exec("SELECT setval('orders_id_seq', 70)", "test").rows() == 1);
+  CHECK(m.copy_sequences().sequences.at(0).last_value == 70);
+  CHECK(scalar(g, "SELECT nextval('orders_id_seq')") == 71);
   CHECK(m.unfence().action == FenceAction::kUnfenced);
 }
 
