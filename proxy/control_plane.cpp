@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "proxy/reload.hpp"
+#include "proxy/sd_notify.hpp"
 #include "proxy/session.hpp"
 #include "replication/error.hpp"
 #include "replication/manager.hpp"
@@ -247,6 +248,7 @@ AdminReply ControlPlane::switchover(const AdminRequest& request, const AdminEmit
     record_.running = true;
   }
   AdminReply reply = switchover_.run(std::get<SwitchoverOptions>(options), emit);
+  systemd::notify(service_status());
   request_poll();
   std::lock_guard record(record_mutex_);
   record_.running = false;
@@ -316,6 +318,14 @@ AdminReply ControlPlane::reload(std::string_view trigger) {
 // PAUSE / RESUME: every session holds its next request at a transaction boundary (sessions
 // logging in meanwhile too) until RESUME; the server connections stay open.
 
+std::string ControlPlane::service_status() const {
+  const Router::Active active = context_.router.active();
+  std::string status =
+      "STATUS=serving from " + active.name + " (epoch " + std::to_string(active.epoch) + ")";
+  if (context_.paused.load()) status += ", paused";
+  return status;
+}
+
 AdminReply ControlPlane::pause(const AdminRequest& request, const AdminEmit& emit) {
   std::chrono::milliseconds wait = context_.config()->switchover.drain_timeout;
   if (const json::value* v = request.args.if_contains("timeout_s")) {
@@ -332,6 +342,7 @@ AdminReply ControlPlane::pause(const AdminRequest& request, const AdminEmit& emi
     return AdminReply::failure("state", "pgflip is already paused (RESUME releases the clients)");
   }
   spdlog::warn("PAUSE: holding every client at its next transaction boundary");
+  systemd::notify(service_status());
   std::vector<std::shared_ptr<Session>> sessions;
   context_.sessions.for_each([&](const std::shared_ptr<Session>& s) {
     if (!s->is_console()) sessions.push_back(s);
@@ -393,6 +404,7 @@ AdminReply ControlPlane::resume() {
     ++released;
   });
   spdlog::warn("RESUME: {} session(s) released", released);
+  systemd::notify(service_status());
   return AdminReply::success(json::object{{"paused", false}, {"sessions", released}},
                              "resumed: " + std::to_string(released) + " session(s) released\n");
 }

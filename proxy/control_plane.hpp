@@ -33,6 +33,8 @@ class ControlPlane {
   /// Re-reads the configuration file (SIGHUP, the `reload` command); see reload.hpp. Refused
   /// while a switchover runs. `trigger` names the cause in the log ("SIGHUP", "admin").
   AdminReply reload(std::string_view trigger);
+  /// "STATUS=serving from blue (epoch 1)[, paused]" for systemd (systemctl status).
+  [[nodiscard]] std::string service_status() const;
   /// Polls `replication status` in the background for the lag metrics (never on a scrape),
   /// when [green] and replication.databases are configured with admin logins on both sides.
   void start_replication_poller();

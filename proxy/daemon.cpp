@@ -16,6 +16,7 @@
 #include "proxy/log.hpp"
 #include "proxy/metrics_server.hpp"
 #include "proxy/proxy_context.hpp"
+#include "proxy/sd_notify.hpp"
 #include "proxy/session.hpp"
 
 namespace pgflip::proxy {
@@ -131,10 +132,15 @@ struct Daemon::Impl {
       if (ec) co_return;
       if (signal == SIGHUP) {
         spdlog::info("received SIGHUP: reloading the configuration");
+        systemd::notify(systemd::reloading_state());
         (void)control_plane->reload("SIGHUP");  // logs what it did or why it failed
+        systemd::notify("READY=1\n" + control_plane->service_status());
         continue;
       }
       spdlog::info("received {}: graceful stop", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+      systemd::notify(
+          "STOPPING=1\nSTATUS=stopping: sessions end at their next transaction "
+          "boundary");
       co_await graceful_stop();
       co_return;
     }
@@ -227,6 +233,8 @@ int Daemon::run() {
   asio::co_spawn(impl_->control, impl_->accept_loop(), asio::detached);
   asio::co_spawn(impl_->control, impl_->handle_signals(),
                  [this](std::exception_ptr) { impl_->control.stop(); });
+  // Listening, recovered, admin socket and metrics up: `systemctl start` may return.
+  systemd::notify("READY=1\n" + impl_->control_plane->service_status());
   impl_->control.run();
   impl_->control_plane->stop_replication_poller();
   if (impl_->metrics) impl_->metrics->stop();

@@ -141,7 +141,7 @@ class Pgflip:
     is blue's.
     """
 
-    def __init__(self, cluster, overrides=None, name="pgflip"):
+    def __init__(self, cluster, overrides=None, name="pgflip", env=None):
         self.cluster = cluster
         self.binary = os.environ.get("PGFLIP_BIN") or str(REPO / "build" / "bin" / "pgflip")
         runs = cluster.dir / "runs"  # emptied by the next `scripts/pgcluster start`
@@ -154,6 +154,7 @@ class Pgflip:
         self.port = cluster.blue_port if DIRECT else None
         self.returncode = None
         self.overrides = overrides or {}
+        self.env = env  # extra environment variables for the process
 
     @property
     def admin_dir(self):
@@ -195,7 +196,8 @@ class Pgflip:
             # otherwise give pgflip and the test's load generators one shared CPU share.
             self.proc = subprocess.Popen([self.binary, "--config", str(self.config_path)],
                                          stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                         start_new_session=True)
+                                         start_new_session=True,
+                                         env={**os.environ, **self.env} if self.env else None)
             log.close()
             if self._wait_accepting(timeout):
                 return self
@@ -347,8 +349,8 @@ class PgflipTestCase(unittest.TestCase):
         self._proxies = list(self._class_proxies)
         self.addCleanup(self._dump_logs_if_failed)  # registered first: runs after the stops
 
-    def start_pgflip(self, overrides=None):
-        proxy = Pgflip(self.cluster, overrides, name=self.id().rsplit(".", 1)[-1])
+    def start_pgflip(self, overrides=None, env=None):
+        proxy = Pgflip(self.cluster, overrides, name=self.id().rsplit(".", 1)[-1], env=env)
         self._proxies.append(proxy)
         self.addCleanup(proxy.stop)
         return proxy.start()
