@@ -8,6 +8,7 @@
 #include "proxy/admin_table.hpp"
 #include "proxy/control_plane.hpp"
 #include "proxy/session.hpp"
+#include "proxy/utc_time.hpp"
 #include "replication/error.hpp"
 #include "replication/manager.hpp"
 
@@ -20,15 +21,7 @@ namespace {
 /// UTC, ISO 8601 with milliseconds: "2025-01-31T12:34:56.789Z"; null for an unset time.
 json::value timestamp(std::chrono::system_clock::time_point at) {
   if (at.time_since_epoch().count() == 0) return nullptr;
-  const auto ms =
-      std::chrono::duration_cast<std::chrono::milliseconds>(at.time_since_epoch()).count();
-  const std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[40];
-  const std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(text + n, sizeof text - n, ".%03dZ", static_cast<int>(ms % 1000));
-  return json::string(text);
+  return json::string(iso8601_utc(at, true));
 }
 
 std::string host_port(const std::string& host, std::uint16_t port) {

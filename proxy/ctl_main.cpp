@@ -18,12 +18,14 @@
 
 #include "config/config.hpp"
 #include "proxy/admin_protocol.hpp"
+#include "proxy/utc_time.hpp"
 
 namespace {
 
 namespace asio = boost::asio;
 namespace json = boost::json;
 using local = asio::local::stream_protocol;
+using pgflip::proxy::utc_now;
 
 constexpr const char* kUsage = R"(pgflipctl - control a running pgflip over its admin socket
 
@@ -198,15 +200,6 @@ int run_command(const std::string& socket_path, const std::string& command,
 volatile std::sig_atomic_t g_interrupted = 0;
 
 extern "C" void on_interrupt(int) { g_interrupted = 1; }
-
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M:%SZ", &tm);
-  return text;
-}
 
 std::string scalar(const json::value* value) {
   if (!value || value->is_null()) return "-";

@@ -22,15 +22,6 @@
 
 namespace pgflip::proxy {
 
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
-
 namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 

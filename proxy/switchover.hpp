@@ -8,11 +8,9 @@
 
 #include "proxy/admin_server.hpp"
 #include "proxy/proxy_context.hpp"
+#include "proxy/utc_time.hpp"
 
 namespace pgflip::proxy {
-
-/// Now in UTC, ISO 8601 to the second: "2026-11-21T09:53:00Z".
-[[nodiscard]] std::string utc_now();
 
 struct SwitchoverOptions {
   std::chrono::milliseconds timeout;        // everything before the commit point

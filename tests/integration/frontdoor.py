@@ -101,7 +101,7 @@ def client_tls_context(ca=None, alpn=("postgresql",)):
     return context
 
 
-class AuthClient:
+class AuthClient(harness.MessageStream):
     """Logs in with TLS (tls = None | "request" | "direct"), answering SCRAM (with channel
     binding if `channel_binding`) or MD5 with `password`. Records the mechanisms offered and
     the one used; raises harness.ServerError with the server's fields on an ErrorResponse."""
@@ -212,49 +212,6 @@ class AuthClient:
             if kind == b"Z":
                 self.status = body[:1]
                 return
-
-    def send(self, kind, body):
-        self.sock.sendall(kind + struct.pack("!I", len(body) + 4) + body)
-
-    def read_message(self):
-        while len(self.buffer) < 5 or len(self.buffer) < 1 + struct.unpack("!I", self.buffer[1:5])[0]:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed by peer")
-            self.buffer += chunk
-        length = struct.unpack("!I", self.buffer[1:5])[0]
-        kind, body = self.buffer[:1], self.buffer[5:1 + length]
-        self.buffer = self.buffer[1 + length:]
-        return kind, body
-
-    def query(self, sql):
-        """Simple query; rows as lists of str/None."""
-        self.send(b"Q", sql.encode() + b"\0")
-        rows, error = [], None
-        while True:
-            kind, body = self.read_message()
-            if kind == b"D":
-                (count,) = struct.unpack("!H", body[:2])
-                pos, row = 2, []
-                for _ in range(count):
-                    (size,) = struct.unpack("!i", body[pos:pos + 4])
-                    pos += 4
-                    row.append(None if size < 0 else body[pos:pos + size].decode())
-                    pos += max(size, 0)
-                rows.append(row)
-            elif kind == b"E":
-                error = harness.ServerError(harness.parse_error_fields(body))
-            elif kind == b"Z":
-                if error:
-                    raise error
-                return rows
-
-    def close(self):
-        try:
-            self.send(b"X", b"")
-        except OSError:
-            pass
-        self.sock.close()
 
 
 def read_error(sock, timeout=10):

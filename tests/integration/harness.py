@@ -384,7 +384,65 @@ def parse_error_fields(body):
     return fields
 
 
-class RawClient:
+class MessageStream:
+    """A protocol 3.0 connection's message layer, shared by the test clients: framed reads, simple
+    queries with their rows, Terminate. Subclasses set `sock` (a socket or an ssl.SSLSocket) and
+    log in; `buffer` holds bytes read past the last message, `status` the last ReadyForQuery."""
+
+    sock = None
+    buffer = b""
+    status = None
+
+    def send(self, kind, body):
+        self.sock.sendall(kind + struct.pack("!I", len(body) + 4) + body)
+
+    def read_message(self):
+        while len(self.buffer) < 5 or len(self.buffer) < 1 + struct.unpack("!I", self.buffer[1:5])[0]:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("connection closed by peer")
+            self.buffer += chunk
+        length = struct.unpack("!I", self.buffer[1:5])[0]
+        kind, body = self.buffer[:1], self.buffer[5:1 + length]
+        self.buffer = self.buffer[1 + length:]
+        return kind, body
+
+    def send_query(self, sql):
+        self.send(b"Q", sql.encode() + b"\0")
+
+    def query(self, sql):
+        """Runs one simple query; returns its rows as lists of str/None, raises ServerError."""
+        self.send_query(sql)
+        rows, error = [], None
+        while True:
+            kind, body = self.read_message()
+            if kind == b"D":
+                (count,) = struct.unpack("!H", body[:2])
+                pos, row = 2, []
+                for _ in range(count):
+                    (size,) = struct.unpack("!i", body[pos:pos + 4])
+                    pos += 4
+                    if size < 0:
+                        row.append(None)
+                    else:
+                        row.append(body[pos:pos + size].decode())
+                        pos += size
+                rows.append(row)
+            elif kind == b"E":
+                error = ServerError(parse_error_fields(body))
+            elif kind == b"Z":
+                self.status = body[:1]
+                if error:
+                    raise error
+                return rows
+
+    def close(self):
+        with contextlib.suppress(OSError):
+            self.sock.sendall(b"X\0\0\0\4")
+        self.sock.close()
+
+
+class RawClient(MessageStream):
     """Speaks just enough protocol 3.0 to log in (trust), run simple queries and vanish."""
 
     def __init__(self, port, user="postgres", database="postgres", host="127.0.0.1", timeout=10,
@@ -416,55 +474,9 @@ class RawClient:
                 self.status = body[:1]
                 return
 
-    def read_message(self):
-        while len(self.buffer) < 5 or len(self.buffer) < 1 + struct.unpack("!I", self.buffer[1:5])[0]:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("connection closed by peer")
-            self.buffer += chunk
-        length = struct.unpack("!I", self.buffer[1:5])[0]
-        kind, body = self.buffer[:1], self.buffer[5:1 + length]
-        self.buffer = self.buffer[1 + length:]
-        return kind, body
-
-    def send_query(self, sql):
-        data = sql.encode() + b"\0"
-        self.sock.sendall(b"Q" + struct.pack("!I", len(data) + 4) + data)
-
-    def query(self, sql):
-        """Runs one simple query; returns its rows as lists of str/None, raises ServerError."""
-        self.send_query(sql)
-        rows, error = [], None
-        while True:
-            kind, body = self.read_message()
-            if kind == b"D":
-                (count,) = struct.unpack("!H", body[:2])
-                pos, row = 2, []
-                for _ in range(count):
-                    (size,) = struct.unpack("!i", body[pos:pos + 4])
-                    pos += 4
-                    if size < 0:
-                        row.append(None)
-                    else:
-                        row.append(body[pos:pos + size].decode())
-                        pos += size
-                rows.append(row)
-            elif kind == b"E":
-                error = ServerError(parse_error_fields(body))
-            elif kind == b"Z":
-                self.status = body[:1]
-                if error:
-                    raise error
-                return rows
-
     def abort(self):
         """Closes with a TCP RST, as a crashed client would."""
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
-
-    def close(self):
-        with contextlib.suppress(OSError):
-            self.sock.sendall(b"X\0\0\0\4")
         self.sock.close()
 
 
