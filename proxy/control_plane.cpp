@@ -1,8 +1,10 @@
 // The control plane: admin commands, the replication manager and the switchover.
 #include "proxy/control_plane.hpp"
 
+#include <openssl/x509.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <thread>
 
 #include "proxy/reload.hpp"
@@ -22,6 +24,14 @@ bool flag(const json::object& args, std::string_view name) {
   return value && value->is_bool() && value->as_bool();
 }
 
+/// sslrootcert for libpq: libpq before version 16 reads "system" as a file name, so it is
+/// spelled out as the file of OpenSSL's default store (what pgflip's own connections use).
+std::string libpq_sslrootcert(const std::string& sslrootcert) {
+  if (sslrootcert != "system") return sslrootcert;
+  if (const char* file = std::getenv(X509_get_default_cert_file_env())) return file;
+  return X509_get_default_cert_file();
+}
+
 replication::ServerLogin admin_login(const config::Endpoint& endpoint) {
   replication::ServerLogin login;
   login.host = endpoint.host;
@@ -29,6 +39,10 @@ replication::ServerLogin admin_login(const config::Endpoint& endpoint) {
   login.user = endpoint.admin_user;
   login.password = endpoint.admin_password;
   login.maintenance_db = endpoint.admin_database;
+  // The manager's connections carry superuser credentials: they check the server as the
+  // proxy's own connections do.
+  login.sslmode = std::string(config::to_string(endpoint.sslmode));
+  login.sslrootcert = libpq_sslrootcert(endpoint.sslrootcert);
   return login;
 }
 

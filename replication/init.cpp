@@ -21,7 +21,8 @@ std::string tool_conninfo(const ServerLogin& login, const std::string& database)
                           {"port", std::to_string(login.port)},
                           {"user", login.user},
                           {"dbname", database},
-                          {"sslmode", login.sslmode}});
+                          {"sslmode", login.sslmode},
+                          {"sslrootcert", login.sslrootcert}});
 }
 
 std::vector<std::pair<std::string, std::string>> tool_env(const ServerLogin& login,

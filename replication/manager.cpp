@@ -81,7 +81,6 @@ std::string Manager::blue_conninfo_for_green(const std::string& database) const 
                           {"port", std::to_string(b.port)},
                           {"user", b.user},
                           {"password", b.password},
-                          {"sslmode", b.sslmode},
                           {"dbname", database}});
 }
 

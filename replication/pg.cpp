@@ -122,6 +122,7 @@ PgConnection PgConnection::open(const ServerLogin& login, const std::string& dat
   add("password", login.password);
   add("dbname", database);
   add("sslmode", login.sslmode);
+  add("sslrootcert", login.sslrootcert);
   add("application_name", options.application_name);
   add("connect_timeout", timeout);
   add("options", pg_options);

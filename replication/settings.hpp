@@ -16,8 +16,9 @@ struct ServerLogin {
   std::string user;
   std::string password;  // empty = none (trust, peer, .pgpass)
   std::string maintenance_db =
-      "postgres";       // cluster-wide queries, CREATE DATABASE, the fence record
-  std::string sslmode;  // empty = libpq's default
+      "postgres";           // cluster-wide queries, CREATE DATABASE, the fence record
+  std::string sslmode;      // empty = libpq's default
+  std::string sslrootcert;  // CA file for verify-ca/verify-full; empty = libpq's default
 };
 
 /// Everything the manager needs; the daemon maps `[replication]` and `blue.admin_*` onto it.
@@ -31,7 +32,8 @@ struct Settings {
   std::vector<std::string> databases;
 
   /// Connection string green's subscription uses to reach blue. Empty = built from `blue`
-  /// (host, port, user, password, sslmode) with the database name appended.
+  /// (host, port, user, password) with the database name appended; green's libpq defaults
+  /// decide TLS (blue's sslmode and CA file are this host's, not green's).
   std::string blue_conninfo_for_green;
 
   /// Prefix of every object the manager creates: schema `<prefix>`, publication

@@ -45,15 +45,20 @@ const ClusterEnv& cluster() {
               "postgres",
               "",
               "postgres",
+              "",
               ""};
     e.green = {kv["GREEN_SOCKET_DIR"],
                static_cast<std::uint16_t>(std::stoi(kv["GREEN_PORT"])),
                "postgres",
                "",
                "postgres",
+               "",
                ""};
     e.pg15_bin = kv["PG15_BIN"];
     e.pg17_bin = kv["PG17_BIN"];
+    e.blue_tcp_port = std::stoi(kv["BLUE_PORT"]);
+    e.tls_ca_cert = kv["TLS_CA_CERT"];
+    e.tls_server_cert = kv["TLS_SERVER_CERT"];
     return e;
   }();
   return env;

@@ -21,6 +21,9 @@ struct ClusterEnv {
   ServerLogin green;  // PG17
   std::string pg15_bin;
   std::string pg17_bin;
+  int blue_tcp_port = 0;        // blue over 127.0.0.1, with TLS (the test CA's certificate)
+  std::string tls_ca_cert;      // the test CA (PEM)
+  std::string tls_server_cert;  // the servers' certificate, not a CA
 };
 [[nodiscard]] const ClusterEnv& cluster();
 
