@@ -62,8 +62,8 @@ constexpr std::string_view kAuthKeys[] = {
 };
 constexpr std::string_view kTlsKeys[] = {"cert_file", "key_file", "client_tls"};
 constexpr std::string_view kEndpointKeys[] = {
-    "host",       "port",           "user",           "password", "database",
-    "admin_user", "admin_password", "admin_database", "sslmode",  "sslrootcert",
+    "host",           "port",           "user",    "password",    "database", "admin_user",
+    "admin_password", "admin_database", "sslmode", "sslrootcert", "sslcert",  "sslkey",
 };
 constexpr std::string_view kLogKeys[] = {"level", "format"};
 constexpr std::string_view kReplicationKeys[] = {
@@ -726,6 +726,28 @@ void read_endpoint(TableReader& reader, Endpoint& endpoint) {
       endpoint.sslrootcert = std::move(*root);
     }
   }
+  for (const auto& [name, field] :
+       {std::pair{"sslcert", &endpoint.sslcert}, std::pair{"sslkey", &endpoint.sslkey}}) {
+    if (auto path = reader.read_string(name)) {
+      if (!path->empty() && path->front() != '/') {
+        reader.report(name, "must be an absolute path (start with '/'), got '" + *path + "'");
+      } else {
+        *field = std::move(*path);
+      }
+    }
+  }
+  if (endpoint.sslcert.empty() != endpoint.sslkey.empty()) {
+    // Named where it is set: the missing one has no place in the file.
+    const bool has_cert = !endpoint.sslcert.empty();
+    reader.report(has_cert ? "sslcert" : "sslkey",
+                  "needs " + reader.key(has_cert ? "sslkey" : "sslcert") +
+                      " too (a client certificate and its key, or neither)");
+  } else if (!endpoint.sslcert.empty() && endpoint.sslmode == SslMode::kDisable) {
+    reader.report("sslcert",
+                  "a client certificate needs TLS, but " + reader.key("sslmode") + " is 'disable'");
+  } else if (!endpoint.sslcert.empty() && endpoint.is_unix_socket()) {
+    reader.report("sslcert", "a client certificate needs TLS, which a Unix socket never has");
+  }
   const bool verify =
       endpoint.sslmode == SslMode::kVerifyCa || endpoint.sslmode == SslMode::kVerifyFull;
   if (verify && endpoint.sslrootcert.empty()) {
@@ -956,6 +978,8 @@ void add_endpoint(std::string_view table, const std::optional<Endpoint>& endpoin
   add("admin_database", e.admin_database);
   add("sslmode", std::string(to_string(e.sslmode)));
   add("sslrootcert", e.sslrootcert);
+  add("sslcert", e.sslcert);
+  add("sslkey", e.sslkey);
 }
 
 }  // namespace

@@ -54,6 +54,11 @@ struct Endpoint {
   /// CA certificate file (PEM) for verify-ca/verify-full (and require); "system" = the system's
   /// trust store; empty = none.
   std::string sslrootcert;
+  /// Client certificate (PEM, may hold a chain) and its private key that pgflip presents to
+  /// this server over TLS (pg_hba `cert`, or `clientcert=verify-ca|verify-full`): both or
+  /// neither; empty = none.
+  std::string sslcert;
+  std::string sslkey;
 
   bool is_unix_socket() const { return !host.empty() && host.front() == '/'; }
   /// The socket file libpq would use: "<host>/.s.PGSQL.<port>". Only meaningful for a socket host.

@@ -20,11 +20,13 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
 
 const std::vector<std::string_view>& restart_only_keys() {
   // The listener, the worker threads, the admin socket and console name, the metrics
-  // endpoint, whether (and with which CA file) pgflip talks TLS to each server, the state
-  // file. proxy/reload.cpp keeps each of them; tests/proxy/reload_test.cpp checks both agree.
+  // endpoint, whether (and with which CA and client certificate files) pgflip talks TLS to
+  // each server, the state file. proxy/reload.cpp keeps each of them; tests/proxy/reload_test.cpp
+  // checks both agree.
   static const std::vector<std::string_view> keys = {
-      "server.listen",         "server.workers",   "admin.socket",  "admin.console_database",
-      "blue.sslmode",          "blue.sslrootcert", "green.sslmode", "green.sslrootcert",
+      "server.listen",         "server.workers",    "admin.socket",  "admin.console_database",
+      "blue.sslmode",          "blue.sslrootcert",  "blue.sslcert",  "blue.sslkey",
+      "green.sslmode",         "green.sslrootcert", "green.sslcert", "green.sslkey",
       "switchover.state_file", "metrics.listen",
   };
   return keys;

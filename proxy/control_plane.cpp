@@ -43,6 +43,8 @@ replication::ServerLogin admin_login(const config::Endpoint& endpoint) {
   // proxy's own connections do.
   login.sslmode = std::string(config::to_string(endpoint.sslmode));
   login.sslrootcert = libpq_sslrootcert(endpoint.sslrootcert);
+  login.sslcert = endpoint.sslcert;
+  login.sslkey = endpoint.sslkey;
   return login;
 }
 

@@ -17,6 +17,8 @@ namespace {
 void keep_server_tls(const config::Endpoint& before, config::Endpoint& after) {
   after.sslmode = before.sslmode;
   after.sslrootcert = before.sslrootcert;
+  after.sslcert = before.sslcert;
+  after.sslkey = before.sslkey;
 }
 
 bool contains(const std::vector<std::string>& keys, const std::string& key) {

@@ -113,6 +113,20 @@ std::shared_ptr<ssl::context> make_server_tls_context(const config::Endpoint& en
   } else {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
   }
+  if (!endpoint.sslcert.empty()) {
+    // Presented when the server asks (pg_hba `cert`, clientcert=...), as libpq does.
+    const std::string prefix = std::string(environment) + ".";
+    if (SSL_CTX_use_certificate_chain_file(ctx, endpoint.sslcert.c_str()) != 1) {
+      fail(prefix + "sslcert " + endpoint.sslcert + ": cannot load the client certificate");
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, endpoint.sslkey.c_str(), SSL_FILETYPE_PEM) != 1) {
+      fail(prefix + "sslkey " + endpoint.sslkey + ": cannot load the private key");
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      fail(prefix + "sslkey " + endpoint.sslkey + " does not match " + prefix + "sslcert " +
+           endpoint.sslcert);
+    }
+  }
   return context;
 }
 

@@ -31,9 +31,10 @@ struct ClientTlsContext {
 [[nodiscard]] std::shared_ptr<ClientTlsContext> make_client_tls_context(
     const config::TlsSettings& settings);
 
-/// TLS towards one server: TLS 1.2 or newer, ALPN "postgresql", and certificate checks as
-/// `endpoint.sslmode` and `endpoint.sslrootcert` ask (like libpq). `environment` names it in
-/// errors. Throws std::runtime_error when the CA file cannot be loaded.
+/// TLS towards one server: TLS 1.2 or newer, ALPN "postgresql", certificate checks as
+/// `endpoint.sslmode` and `endpoint.sslrootcert` ask (like libpq), and the client certificate
+/// `endpoint.sslcert`/`sslkey` if set. `environment` names it in errors. Throws
+/// std::runtime_error when a file cannot be loaded or the key does not match.
 [[nodiscard]] std::shared_ptr<ssl::context> make_server_tls_context(
     const config::Endpoint& endpoint, std::string_view environment);
 

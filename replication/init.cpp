@@ -22,7 +22,9 @@ std::string tool_conninfo(const ServerLogin& login, const std::string& database)
                           {"user", login.user},
                           {"dbname", database},
                           {"sslmode", login.sslmode},
-                          {"sslrootcert", login.sslrootcert}});
+                          {"sslrootcert", login.sslrootcert},
+                          {"sslcert", login.sslcert},
+                          {"sslkey", login.sslkey}});
 }
 
 std::vector<std::pair<std::string, std::string>> tool_env(const ServerLogin& login,

@@ -123,6 +123,8 @@ PgConnection PgConnection::open(const ServerLogin& login, const std::string& dat
   add("dbname", database);
   add("sslmode", login.sslmode);
   add("sslrootcert", login.sslrootcert);
+  add("sslcert", login.sslcert);
+  add("sslkey", login.sslkey);
   add("application_name", options.application_name);
   add("connect_timeout", timeout);
   add("options", pg_options);

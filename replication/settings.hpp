@@ -19,6 +19,8 @@ struct ServerLogin {
       "postgres";           // cluster-wide queries, CREATE DATABASE, the fence record
   std::string sslmode;      // empty = libpq's default
   std::string sslrootcert;  // CA file for verify-ca/verify-full; empty = libpq's default
+  std::string sslcert;      // client certificate and key; empty = none
+  std::string sslkey;
 };
 
 /// Everything the manager needs; the daemon maps `[replication]` and `blue.admin_*` onto it.

@@ -664,6 +664,29 @@ TEST_CASE("blue.sslmode and blue.sslrootcert: libpq's modes, a CA for the verify
   CHECK_NOTHROW((void)parse("[blue]\nhost = \"/run/pg\"\nsslmode = \"prefer\"\n"));
 }
 
+TEST_CASE("blue.sslcert and blue.sslkey: a client certificate, both or neither, over TLS") {
+  const Config c = parse(
+      "[blue]\nhost = \"db\"\nsslcert = \"/etc/pgflip/c.crt\"\nsslkey = \"/etc/pgflip/c.key\"\n");
+  CHECK(c.blue.sslcert == "/etc/pgflip/c.crt");
+  CHECK(c.blue.sslkey == "/etc/pgflip/c.key");
+  CHECK(parse("[blue]\nhost = \"db\"\n").blue.sslcert.empty());
+  CHECK(error_of("[blue]\nhost = \"db\"\nsslcert = \"/c.crt\"\n") ==
+        "test.toml:3:11: blue.sslcert: needs blue.sslkey too (a client certificate and its key, "
+        "or neither)");
+  CHECK(error_of("[blue]\nhost = \"db\"\nsslkey = \"/c.key\"\n") ==
+        "test.toml:3:10: blue.sslkey: needs blue.sslcert too (a client certificate and its key, "
+        "or neither)");
+  CHECK(error_of("[blue]\nhost = \"db\"\nsslcert = \"c.crt\"\nsslkey = \"/c.key\"\n") ==
+        "test.toml:3:11: blue.sslcert: must be an absolute path (start with '/'), got 'c.crt'");
+  CHECK(error_of("[blue]\nhost = \"db\"\nsslmode = \"disable\"\nsslcert = \"/c.crt\"\n"
+                 "sslkey = \"/c.key\"\n") ==
+        "test.toml:4:11: blue.sslcert: a client certificate needs TLS, but blue.sslmode is "
+        "'disable'");
+  CHECK(error_of("[blue]\nhost = \"/run/pg\"\nsslcert = \"/c.crt\"\nsslkey = \"/c.key\"\n") ==
+        "test.toml:3:11: blue.sslcert: a client certificate needs TLS, which a Unix socket never "
+        "has");
+}
+
 TEST_CASE("connection limits and the idle timeout") {
   CHECK(error_of(std::string(kBlue) + "[server]\nmax_client_conn = 0\n") ==
         "test.toml:4:19: server.max_client_conn: must be between 1 and 1000000, got 0");

@@ -452,6 +452,13 @@ class RawClient(MessageStream):
         self.parameters = {}
         self.backend_key = None
         self.status = None
+        try:
+            self._login(user, database, params)
+        except BaseException:
+            self.sock.close()  # a refused login leaves no socket behind
+            raise
+
+    def _login(self, user, database, params):
         payload = struct.pack("!I", 196608)
         for key, value in {"user": user, "database": database, **params}.items():
             payload += key.encode() + b"\0" + str(value).encode() + b"\0"

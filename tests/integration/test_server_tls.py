@@ -1,7 +1,8 @@
 """TLS from pgflip to the servers, per environment, with libpq's sslmode meanings: blue runs with a
 certificate from the test CA that scripts/pgcluster made (DIR/tls); verify-full and verify-ca
 accept it, a CA made here does not; disable and prefer do what libpq does; SCRAM logins (and
-SCRAM pass-through) work over TLS, where the server offers SCRAM-SHA-256-PLUS."""
+SCRAM pass-through) work over TLS, where the server offers SCRAM-SHA-256-PLUS; a client certificate
+(blue.sslcert/sslkey) logs in where pg_hba asks for `cert`."""
 
 import pathlib
 import shutil
@@ -66,6 +67,27 @@ class ServerTlsTest(harness.PgflipTestCase):
                 proxy = self.proxy_with(sslmode=mode)
                 self.assertEqual(self.server_ssl(proxy)[0], tls)
                 proxy.stop()
+
+    def test_client_certificate_for_pg_hba_cert(self):
+        # pg_hba: `hostssl all app_cert 127.0.0.1/32 cert` (scripts/pgcluster); the CN names the
+        # role. Clients log in to pgflip by trust; pgflip proves itself to blue with the cert.
+        cert, key = self.cluster.env.get("TLS_CLIENT_CERT"), self.cluster.env.get("TLS_CLIENT_KEY")
+        self.assertTrue(cert and key, "DIR/env has no TLS_CLIENT_CERT: restart the cluster")
+        proxy = self.proxy_with(sslmode="verify-full", sslrootcert=self.ca_cert, sslcert=cert,
+                                sslkey=key)
+        with proxy.connect(user="app_cert", dbname=DB) as conn:
+            user, dn = conn.execute("select current_user, client_dn from pg_stat_ssl "
+                                    "where pid = pg_backend_pid()").fetchone()
+        self.assertEqual(user, "app_cert")
+        self.assertIn("CN=app_cert", dn)
+        proxy.stop()
+
+        # Without the certificate blue refuses the login; the client gets blue's reason.
+        proxy = self.proxy_with(sslmode="verify-full", sslrootcert=self.ca_cert)
+        with self.assertRaises(harness.ServerError) as caught:
+            harness.RawClient(proxy.port, user="app_cert", database=DB).close()
+        self.assertEqual(caught.exception.sqlstate, "28000")
+        self.assertIn("certificate", caught.exception.fields["M"])
 
     def test_default_is_prefer(self):
         proxy = self.start_pgflip({"auth": {"method": "trust"}})

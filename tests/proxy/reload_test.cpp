@@ -94,29 +94,39 @@ TEST_CASE("keep_restart_only keeps the listener, server TLS and the state file; 
 }
 
 TEST_CASE("every restart-only key keeps its value on reload, as SHOW CONFIG marks it") {
-  // One new value per restart-only key, as [table] and line.
-  const std::map<std::string_view, std::pair<std::string, std::string>> change = {
-      {"server.listen", {"server", "listen = \"0.0.0.0:7000\""}},
-      {"server.workers", {"server", "workers = 3"}},
-      {"admin.socket", {"admin", "socket = \"/tmp/other-admin.sock\""}},
-      {"admin.console_database", {"admin", "console_database = \"admin\""}},
-      {"blue.sslmode", {"blue", "sslmode = \"disable\""}},
-      {"blue.sslrootcert", {"blue", "sslrootcert = \"/tmp/ca.crt\""}},
-      {"green.sslmode", {"green", "sslmode = \"disable\""}},
-      {"green.sslrootcert", {"green", "sslrootcert = \"/tmp/ca.crt\""}},
-      {"switchover.state_file", {"switchover", "state_file = \"/tmp/other-state.json\""}},
-      {"metrics.listen", {"metrics", "listen = \"127.0.0.1:9187\""}},
+  // One new value per restart-only key. The base has a client certificate on both servers, so
+  // that each of sslcert and sslkey can change alone.
+  using Table = std::map<std::string, std::string>;  // key -> TOML value
+  const std::map<std::string, Table> base = {
+      {"blue", {{"host", "\"a\""}, {"sslcert", "\"/tmp/b.crt\""}, {"sslkey", "\"/tmp/b.key\""}}},
+      {"green", {{"host", "\"g\""}, {"sslcert", "\"/tmp/g.crt\""}, {"sslkey", "\"/tmp/g.key\""}}},
+      {"server", {}},
+      {"admin", {}},
+      {"switchover", {}},
+      {"metrics", {}}};
+  const std::map<std::string_view, std::string> change = {
+      {"server.listen", "\"0.0.0.0:7000\""},
+      {"server.workers", "3"},
+      {"admin.socket", "\"/tmp/other-admin.sock\""},
+      {"admin.console_database", "\"admin\""},
+      {"blue.sslmode", "\"require\""},
+      {"blue.sslrootcert", "\"/tmp/ca.crt\""},
+      {"blue.sslcert", "\"/tmp/other.crt\""},
+      {"blue.sslkey", "\"/tmp/other.key\""},
+      {"green.sslmode", "\"require\""},
+      {"green.sslrootcert", "\"/tmp/ca.crt\""},
+      {"green.sslcert", "\"/tmp/other.crt\""},
+      {"green.sslkey", "\"/tmp/other.key\""},
+      {"switchover.state_file", "\"/tmp/other-state.json\""},
+      {"metrics.listen", "\"127.0.0.1:9187\""},
   };
-  const auto text = [](const std::string& table, const std::string& line) {
-    const std::map<std::string, std::string> base = {{"blue", "host = \"a\"\n"},
-                                                     {"green", "host = \"g\"\n"},
-                                                     {"server", ""},
-                                                     {"admin", ""},
-                                                     {"switchover", ""},
-                                                     {"metrics", ""}};
+  const auto text = [&](std::string_view changed_key, const std::string& value) {
     std::string out;
-    for (const auto& [name, lines] : base) {
-      out += "[" + name + "]\n" + lines + (name == table ? line + "\n" : "");
+    for (auto [name, keys] : base) {
+      if (changed_key.starts_with(name + "."))
+        keys[std::string(changed_key.substr(name.size() + 1))] = value;
+      out += "[" + name + "]\n";
+      for (const auto& [key, literal] : keys) out += key + " = " + literal + "\n";
     }
     return out;
   };
@@ -126,8 +136,7 @@ TEST_CASE("every restart-only key keeps its value on reload, as SHOW CONFIG mark
     CAPTURE(key);
     const auto found = change.find(key);
     REQUIRE(found != change.end());
-    const config::Config after =
-        config::parse_config(text(found->second.first, found->second.second), "t.toml");
+    const config::Config after = config::parse_config(text(key, found->second), "t.toml");
     ReloadOutcome outcome;
     const config::Config kept = keep_restart_only(before, after, outcome);
     CHECK(outcome.needs_restart == std::vector<std::string>{std::string(key)});

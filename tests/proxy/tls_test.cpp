@@ -132,3 +132,26 @@ TEST_CASE("a TLS client through MaybeTlsStream: direct TLS needs ALPN postgresql
     }
   }
 }
+
+TEST_CASE("a client certificate for a server: loaded with its key, errors name the key") {
+  const KeyAndCert mine = make_certificate(EVP_sha256());
+  const KeyAndCert other = make_certificate(EVP_sha256());
+  const PemFiles files(mine);
+  const PemFiles other_files(other);
+  pgflip::config::Endpoint endpoint;
+  endpoint.sslmode = pgflip::config::SslMode::kRequire;
+  endpoint.sslcert = files.cert;
+  endpoint.sslkey = files.key;
+  const auto context = make_server_tls_context(endpoint, "blue");
+  X509* loaded = SSL_CTX_get0_certificate(context->native_handle());
+  REQUIRE(loaded != nullptr);
+  CHECK(X509_cmp(loaded, mine.cert.get()) == 0);
+
+  endpoint.sslkey = other_files.key;
+  const std::string mismatch = "green.sslkey " + other_files.key;  // OpenSSL: key mismatch
+  CHECK_THROWS_WITH((void)make_server_tls_context(endpoint, "green"),
+                    doctest::Contains(mismatch.c_str()));
+  endpoint.sslcert = "/nonexistent/client.crt";
+  CHECK_THROWS_WITH((void)make_server_tls_context(endpoint, "blue"),
+                    doctest::Contains("blue.sslcert /nonexistent/client.crt: cannot load"));
+}

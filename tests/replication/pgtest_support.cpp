@@ -40,20 +40,16 @@ const ClusterEnv& cluster() {
       if (!kv.contains(key)) throw std::runtime_error(std::string(path) + " lacks " + key);
     }
     ClusterEnv e;
-    e.blue = {kv["BLUE_SOCKET_DIR"],
-              static_cast<std::uint16_t>(std::stoi(kv["BLUE_PORT"])),
-              "postgres",
-              "",
-              "postgres",
-              "",
-              ""};
-    e.green = {kv["GREEN_SOCKET_DIR"],
-               static_cast<std::uint16_t>(std::stoi(kv["GREEN_PORT"])),
-               "postgres",
-               "",
-               "postgres",
-               "",
-               ""};
+    // Superuser postgres over each server's Unix socket.
+    const auto login = [&](const std::string& socket_dir, const std::string& port) {
+      ServerLogin l;
+      l.host = kv[socket_dir];
+      l.port = static_cast<std::uint16_t>(std::stoi(kv[port]));
+      l.user = "postgres";
+      return l;
+    };
+    e.blue = login("BLUE_SOCKET_DIR", "BLUE_PORT");
+    e.green = login("GREEN_SOCKET_DIR", "GREEN_PORT");
     e.pg15_bin = kv["PG15_BIN"];
     e.pg17_bin = kv["PG17_BIN"];
     e.blue_tcp_port = std::stoi(kv["BLUE_PORT"]);
