@@ -60,7 +60,7 @@ constexpr std::string_view kAuthKeys[] = {
     "method",         "users_file",     "query",       "query_user",
     "query_password", "query_database", "admin_users", "stats_users",
 };
-constexpr std::string_view kTlsKeys[] = {"cert_file", "key_file", "client_tls"};
+constexpr std::string_view kTlsKeys[] = {"cert_file", "key_file", "client_tls", "client_ca_file"};
 constexpr std::string_view kEndpointKeys[] = {
     "host",           "port",           "user",    "password",    "database", "admin_user",
     "admin_password", "admin_database", "sslmode", "sslrootcert", "sslcert",  "sslkey",
@@ -605,9 +605,11 @@ void read_auth(TableReader& reader, AuthSettings& auth) {
       auth.method = AuthMethod::kMd5;
     } else if (*method == "scram-sha-256") {
       auth.method = AuthMethod::kScramSha256;
+    } else if (*method == "cert") {
+      auth.method = AuthMethod::kCert;
     } else {
-      reader.report("method",
-                    "must be one of 'trust', 'md5', 'scram-sha-256', got '" + *method + "'");
+      reader.report("method", "must be one of 'trust', 'md5', 'scram-sha-256', 'cert', got '" +
+                                  *method + "'");
     }
   }
   reader.read_optional_path("users_file", auth.users_file);
@@ -632,6 +634,7 @@ void read_tls(TableReader& reader, TlsSettings& tls) {
   reader.reject_unknown(kTlsKeys);
   reader.read_optional_path("cert_file", tls.cert_file);
   reader.read_optional_path("key_file", tls.key_file);
+  reader.read_optional_path("client_ca_file", tls.client_ca_file);
   if (auto mode = reader.read_string("client_tls")) {
     if (*mode == "disable") {
       tls.client_tls = ClientTlsMode::kDisable;
@@ -653,6 +656,11 @@ void read_tls(TableReader& reader, TlsSettings& tls) {
   }
   if (tls.client_tls == ClientTlsMode::kRequire && tls.cert_file.empty() && tls.key_file.empty()) {
     reader.report("client_tls", "'require' needs tls.cert_file and tls.key_file");
+  }
+  if (!tls.client_ca_file.empty() && tls.cert_file.empty()) {
+    reader.report("client_ca_file",
+                  "needs tls.cert_file and tls.key_file (client certificates "
+                  "are asked for in a TLS handshake)");
   }
 }
 
@@ -877,6 +885,8 @@ std::string_view to_string(AuthMethod method) {
       return "trust";
     case AuthMethod::kMd5:
       return "md5";
+    case AuthMethod::kCert:
+      return "cert";
     case AuthMethod::kScramSha256:
       return "scram-sha-256";
   }
@@ -1018,6 +1028,7 @@ std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
   add("tls.cert_file", config.tls.cert_file);
   add("tls.key_file", config.tls.key_file);
   add("tls.client_tls", std::string(to_string(config.tls.client_tls)));
+  add("tls.client_ca_file", config.tls.client_ca_file);
   add_endpoint("blue", config.blue, out);
   add_endpoint("green", config.green, out);
   add("log.level", config.log.level);
@@ -1107,6 +1118,20 @@ Config parse_config(std::string_view toml_text, std::string_view source_name) {
   if (const toml::table* table = top.read_table("tls")) {
     TableReader reader(*table, "tls", problems);
     read_tls(reader, config.tls);
+  }
+  if (config.auth.method == AuthMethod::kCert) {
+    if (const toml::table* table = top.read_table("auth")) {  // again, to point at the key
+      TableReader reader(*table, "auth", problems);
+      if (!config.tls.enabled()) {
+        reader.report("method",
+                      "'cert' needs TLS to clients (tls.cert_file, tls.key_file, and "
+                      "tls.client_tls other than 'disable')");
+      } else if (config.tls.client_ca_file.empty()) {
+        reader.report("method",
+                      "'cert' needs tls.client_ca_file (the CA that signs the clients' "
+                      "certificates)");
+      }
+    }
   }
   if (const toml::table* table = top.read_table("blue")) {
     TableReader reader(*table, "blue", problems);

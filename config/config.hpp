@@ -14,7 +14,12 @@
 namespace pgflip::config {
 
 /// How pgflip authenticates its own clients (not how it logs in to servers).
-enum class AuthMethod { kTrust, kMd5, kScramSha256 };
+enum class AuthMethod {
+  kTrust,
+  kMd5,
+  kScramSha256,
+  kCert,  // a TLS client certificate from tls.client_ca_file's CA whose CN is the user name
+};
 
 /// libpq's sslmode, for pgflip's own connections to a server.
 /// https://www.postgresql.org/docs/current/libpq-ssl.html#LIBPQ-SSL-PROTECTION
@@ -105,6 +110,9 @@ struct TlsSettings {
   std::string key_file;
   /// tls.client_tls.
   ClientTlsMode client_tls = ClientTlsMode::kAllow;
+  /// CA certificates (PEM) that sign clients' certificates; when set, clients are asked for
+  /// one during the handshake (a certificate it cannot verify fails the handshake).
+  std::string client_ca_file;
 
   /// Whether TLS is offered to clients at all.
   [[nodiscard]] bool enabled() const {

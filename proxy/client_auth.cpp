@@ -16,6 +16,7 @@
 #include "protocol/messages.hpp"
 #include "protocol/scram.hpp"
 #include "proxy/log.hpp"
+#include "proxy/tls.hpp"
 
 namespace pgflip::proxy {
 
@@ -262,6 +263,27 @@ awaitable<Outcome> md5_exchange(ClientStream& client, std::string& pending,
   co_return Outcome{std::move(credentials), {}};
 }
 
+/// auth.method = cert: the client's verified certificate must name the user (its CN), as
+/// PostgreSQL's `cert` method without a user-name map.
+Outcome certificate_check(ClientStream& client, const ClientAuthRequest& request,
+                          ClientCredentials credentials) {
+  if (!client.is_tls()) {
+    return refused(request, "28000", "connection requires a valid client certificate",
+                   "auth.method = cert, and the client did not use TLS");
+  }
+  const std::optional<std::string> name = verified_peer_common_name(client.native_tls());
+  if (!name) {
+    return refused(request, "28000", "connection requires a valid client certificate",
+                   "auth.method = cert, and the client sent no certificate");
+  }
+  if (*name != request.user) {
+    return refused(request, "28000",
+                   "certificate authentication failed for user \"" + request.user + "\"",
+                   "the certificate's common name is \"" + *name + "\", not the user name");
+  }
+  return Outcome{std::move(credentials), {}};
+}
+
 /// Finds the user's secret (users file, then auth.query) and runs the exchange.
 awaitable<Outcome> run_exchange(ClientStream& client, std::string& pending,
                                 const ClientAuthRequest& request) {
@@ -270,6 +292,9 @@ awaitable<Outcome> run_exchange(ClientStream& client, std::string& pending,
   credentials.admin = std::find(auth.admin_users.begin(), auth.admin_users.end(), request.user) !=
                       auth.admin_users.end();
   if (auth.method == config::AuthMethod::kTrust) co_return Outcome{std::move(credentials), {}};
+  if (auth.method == config::AuthMethod::kCert) {
+    co_return certificate_check(client, request, std::move(credentials));
+  }
 
   // The users file first, then auth.query on the active server (as PgBouncer).
   std::optional<UserSecret> secret;

@@ -1,5 +1,6 @@
 // Client authentication: the password exchange pgflip runs with a client before it logs in
-// to a server for it (trust, MD5 or SCRAM-SHA-256[-PLUS]), and where secrets come from.
+// to a server for it (trust, MD5, SCRAM-SHA-256[-PLUS] or a TLS client certificate), and where
+// secrets come from.
 #pragma once
 
 #include <cstdint>

@@ -16,8 +16,9 @@ using namespace asio::experimental::awaitable_operators;
 void FrontDoor::load(const config::Config& config) {
   set_tls(load_tls(config));
   set_users(load_users(config));
-  if (config.auth.method != config::AuthMethod::kTrust && !users() &&
-      config.auth.query_user.empty()) {
+  const bool needs_secrets = config.auth.method == config::AuthMethod::kMd5 ||
+                             config.auth.method == config::AuthMethod::kScramSha256;
+  if (needs_secrets && !users() && config.auth.query_user.empty()) {
     spdlog::warn(
         "auth.method = {} but neither auth.users_file nor auth.query_user is set: "
         "every client will be refused",

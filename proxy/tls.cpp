@@ -77,6 +77,17 @@ std::shared_ptr<ClientTlsContext> make_client_tls_context(const config::TlsSetti
     fail("tls.key_file " + settings.key_file + " does not match tls.cert_file " +
          settings.cert_file);
   }
+  if (!settings.client_ca_file.empty()) {
+    // Clients are asked for a certificate from these CAs (as PostgreSQL does with ssl_ca_file).
+    // One that does not verify fails the handshake; none at all is left to authentication.
+    if (SSL_CTX_load_verify_locations(ctx, settings.client_ca_file.c_str(), nullptr) != 1) {
+      fail("tls.client_ca_file " + settings.client_ca_file + ": cannot load the CA certificates");
+    }
+    if (STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(settings.client_ca_file.c_str())) {
+      SSL_CTX_set_client_CA_list(ctx, names);
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+  }
   SSL_CTX_set_alpn_select_cb(ctx, select_alpn, nullptr);
   if (X509* certificate = SSL_CTX_get0_certificate(ctx)) {
     tls->end_point_hash = tls_server_end_point(certificate);
@@ -87,6 +98,22 @@ std::shared_ptr<ClientTlsContext> make_client_tls_context(const config::TlsSetti
     }
   }
   return tls;
+}
+
+std::optional<std::string> verified_peer_common_name(SSL* ssl) {
+  if (ssl == nullptr) return std::nullopt;
+  X509* certificate = SSL_get0_peer_certificate(ssl);
+  if (certificate == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return std::nullopt;
+  const X509_NAME* subject = X509_get_subject_name(certificate);
+  const int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (index < 0) return std::string();
+  const ASN1_STRING* data = X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
+  unsigned char* utf8 = nullptr;
+  const int length = ASN1_STRING_to_UTF8(&utf8, data);
+  if (length < 0) return std::string();
+  std::string name(reinterpret_cast<const char*>(utf8), static_cast<std::size_t>(length));
+  OPENSSL_free(utf8);
+  return name;
 }
 
 bool verifies_certificate(const config::Endpoint& endpoint) {

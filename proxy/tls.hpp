@@ -5,6 +5,7 @@
 #include <openssl/x509.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -26,7 +27,8 @@ struct ClientTlsContext {
 };
 
 /// Loads tls.cert_file and tls.key_file: TLS 1.2 or newer, no renegotiation, ALPN
-/// "postgresql" (a client offering only other protocols is refused). Throws
+/// "postgresql" (a client offering only other protocols is refused); with
+/// tls.client_ca_file, asks clients for a certificate from those CAs. Throws
 /// std::runtime_error naming the file and OpenSSL's reason.
 [[nodiscard]] std::shared_ptr<ClientTlsContext> make_client_tls_context(
     const config::TlsSettings& settings);
@@ -50,6 +52,11 @@ struct ClientTlsContext {
 /// algorithm (SHA-256 when that is MD5 or SHA-1), as PostgreSQL computes it. Empty when the
 /// algorithm cannot be determined (e.g. Ed25519): then no channel binding is offered.
 [[nodiscard]] std::string tls_server_end_point(X509* certificate);
+
+/// The common name of the client certificate verified in the handshake on `ssl`; nullopt when
+/// the client sent none (or it did not verify). A name with a NUL byte in it is returned
+/// whole, so it never equals a role name.
+[[nodiscard]] std::optional<std::string> verified_peer_common_name(SSL* ssl);
 
 /// Whether the handshake on `ssl` selected ALPN "postgresql".
 [[nodiscard]] bool alpn_selected_postgresql(SSL* ssl);

@@ -574,11 +574,33 @@ TEST_CASE("auth.method: trust, md5 and scram-sha-256 (the default)") {
         AuthMethod::kScramSha256);
   CHECK(parse(std::string(kBlue) + "[auth]\n").auth.method == AuthMethod::kScramSha256);
   CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"password\"\n") ==
-        "test.toml:4:10: auth.method: must be one of 'trust', 'md5', 'scram-sha-256', got "
-        "'password'");
+        "test.toml:4:10: auth.method: must be one of 'trust', 'md5', 'scram-sha-256', 'cert', "
+        "got 'password'");
   CHECK(pgflip::config::to_string(AuthMethod::kTrust) == "trust");
   CHECK(pgflip::config::to_string(AuthMethod::kMd5) == "md5");
   CHECK(pgflip::config::to_string(AuthMethod::kScramSha256) == "scram-sha-256");
+  CHECK(pgflip::config::to_string(AuthMethod::kCert) == "cert");
+}
+
+TEST_CASE("auth.method = cert needs TLS with tls.client_ca_file") {
+  const std::string tls =
+      "[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\nclient_ca_file = \"/ca.pem\"\n";
+  const Config config = parse(std::string(kBlue) + "[auth]\nmethod = \"cert\"\n" + tls);
+  CHECK(config.auth.method == AuthMethod::kCert);
+  CHECK(config.tls.client_ca_file == "/ca.pem");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"cert\"\n") ==
+        "test.toml:4:10: auth.method: 'cert' needs TLS to clients (tls.cert_file, tls.key_file, "
+        "and tls.client_tls other than 'disable')");
+  CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"cert\"\n" +
+                 "[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n") ==
+        "test.toml:4:10: auth.method: 'cert' needs tls.client_ca_file (the CA that signs the "
+        "clients' certificates)");
+  CHECK(error_of(std::string(kBlue) + "[tls]\nclient_ca_file = \"/ca.pem\"\n") ==
+        "test.toml:4:18: tls.client_ca_file: needs tls.cert_file and tls.key_file (client "
+        "certificates are asked for in a TLS handshake)");
+  CHECK(error_of(std::string(kBlue) + "[tls]\nclient_ca_file = \"ca.pem\"\n") ==
+        "test.toml:4:18: tls.client_ca_file: must be an absolute path (start with '/'), got "
+        "'ca.pem'");
 }
 
 TEST_CASE("[auth] paths, lookup query and admin users are checked") {

@@ -131,6 +131,49 @@ class ClientTlsTest(harness.PgflipTestCase):
         for client in (before, after):
             client.close()
 
+    def test_client_certificate_authentication(self):
+        # auth.method = cert: the client's certificate (CN=app_cert, from the cluster's CA) is
+        # its login; pgflip then logs in to blue with a certificate of its own (pg_hba `cert`).
+        env = self.cluster.env
+        client_cert, client_key = env.get("TLS_CLIENT_CERT"), env.get("TLS_CLIENT_KEY")
+        self.assertTrue(client_cert, "DIR/env has no TLS_CLIENT_CERT: restart the cluster")
+        cluster_ca = env["TLS_CA_CERT"]
+        proxy = self.start_pgflip({
+            "auth": {"method": "cert"},
+            "tls": {"cert_file": str(self.cert[0]), "key_file": str(self.cert[1]),
+                    "client_ca_file": cluster_ca},
+            "blue": {"sslmode": "verify-full", "sslrootcert": cluster_ca,
+                     "sslcert": client_cert, "sslkey": client_key}})
+
+        def connect(user="app_cert", **extra):
+            params = {"sslmode": "verify-full", "sslrootcert": str(self.ca[0]),
+                      "sslcert": client_cert, "sslkey": client_key, **extra}
+            params = {k: v for k, v in params.items() if v is not None}
+            return psycopg.connect(proxy.dsn(user=user, dbname="app", **params))
+
+        with connect() as conn:
+            self.assertEqual(conn.execute("select current_user").fetchone(), ("app_cert",))
+        refusals = {
+            "another user's name": (dict(user="postgres"),
+                                    'certificate authentication failed for user "postgres"'),
+            "no certificate": (dict(sslcert=None, sslkey=None),
+                               "connection requires a valid client certificate"),
+            "no TLS": (dict(sslmode="disable", sslcert=None, sslkey=None, sslrootcert=None),
+                       "connection requires a valid client certificate"),
+        }
+        for what, (extra, message) in refusals.items():
+            with self.subTest(what):
+                with self.assertRaises(psycopg.OperationalError) as caught:
+                    connect(**extra).close()
+                self.assertIn(message, str(caught.exception))
+        self.assertIn("authentication failed: the certificate's common name is \"app_cert\"",
+                      proxy.log_text())
+        # A certificate from a CA pgflip does not trust fails the TLS handshake itself.
+        stranger = frontdoor.make_server_cert(self.tmp, self.other_ca, "stranger",
+                                              names=("app_cert",))
+        with self.assertRaises(psycopg.OperationalError):
+            connect(sslcert=str(stranger[0]), sslkey=str(stranger[1])).close()
+
     def test_direct_tls_with_alpn(self):
         client = frontdoor.AuthClient(self.proxy.port, "postgres", PASSWORD, tls="direct",
                                       ca=self.ca[0], channel_binding=True)
