@@ -303,9 +303,9 @@ awaitable<Outcome> run_exchange(ClientStream& client, std::string& pending,
     if (const UserSecret* found = request.users->find(request.user)) secret = *found;
   }
   if (!secret && !auth.query_user.empty() && request.lookup_endpoint != nullptr) {
-    LookupResult lookup =
-        co_await lookup_user(*request.config, *request.lookup_endpoint, request.lookup_environment,
-                             request.lookup_tls, request.user, request.database);
+    LookupResult lookup = co_await lookup_user(*request.config, *request.lookup_endpoint,
+                                               request.lookup_environment, request.lookup_tls,
+                                               request.user, request.database, request.lookup_pool);
     if (!lookup.error.empty()) {
       co_return refused(request, "08006",
                         "pgflip could not look up user \"" + request.user + "\" on the server",
@@ -346,9 +346,72 @@ awaitable<std::optional<ClientCredentials>> authenticate_client(ClientStream& cl
   co_return std::move(outcome.credentials);
 }
 
+namespace {
+
+/// One auth.query exchange on an open connection. `healthy`: the connection ended at
+/// ReadyForQuery and may serve another lookup.
+struct Exchange {
+  LookupResult result;
+  bool healthy = false;
+};
+
+awaitable<Exchange> run_lookup(ServerStream& server, const std::string& query,
+                               const std::string& user) {
+  // The extended protocol keeps the user name a parameter: it never becomes SQL text.
+  std::string out;
+  proto::encode(proto::Parse{"", query, {}}, out);
+  proto::encode(proto::Bind{"", "", {}, {user}, {}}, out);
+  proto::encode(proto::Execute{"", 0}, out);
+  proto::encode(proto::Sync{}, out);
+  Exchange exchange;
+  if (auto [ec, n] = co_await asio::async_write(server, asio::buffer(out), use_nothrow); ec) {
+    (void)n;
+    exchange.result.error = "sending auth.query: " + ec.message();
+    co_return exchange;
+  }
+  std::string buffer;
+  bool row_seen = false;
+  for (;;) {
+    auto next = co_await read_backend_message(server, buffer);
+    if (auto* failure = std::get_if<std::string>(&next)) {
+      exchange.result = LookupResult{{}, "auth.query: " + *failure};
+      co_return exchange;
+    }
+    auto& message = std::get<proto::BackendMessage>(next);
+    if (auto* row = std::get_if<proto::DataRow>(&message)) {
+      if (row_seen || row->columns.size() < 2) {
+        exchange.result.error = "auth.query must return one row of (name, secret)";
+      } else if (row->columns[1]) {
+        exchange.result.secret = classify_secret(std::move(*row->columns[1]));
+      }
+      row_seen = true;
+    } else if (auto* error = std::get_if<proto::ErrorResponse>(&message)) {
+      exchange.result.error = "auth.query failed on the server: " + std::string(error->code()) +
+                              " " + std::string(error->message());
+    } else if (std::holds_alternative<proto::ReadyForQuery>(message)) {
+      exchange.healthy = buffer.empty();
+      break;
+    }
+  }
+  if (!exchange.result.error.empty()) exchange.result.secret.reset();
+  co_return exchange;
+}
+
+awaitable<void> close_lookup(ServerStream& server) {
+  std::string out;
+  proto::encode(proto::Terminate{}, out);
+  auto [ec, n] = co_await asio::async_write(server, asio::buffer(out), use_nothrow);
+  (void)ec;
+  (void)n;
+  error_code ignored;
+  server.close(ignored);
+}
+
+}  // namespace
+
 awaitable<LookupResult> lookup_user(const config::Config& config, const config::Endpoint& endpoint,
                                     std::string environment, std::shared_ptr<ssl::context> tls,
-                                    std::string user, std::string database) {
+                                    std::string user, std::string database, LookupPool* pool) {
   ServerTarget target;
   target.environment = std::move(environment);
   target.host = endpoint.host;
@@ -359,54 +422,33 @@ awaitable<LookupResult> lookup_user(const config::Config& config, const config::
   target.sslmode = endpoint.sslmode;
   target.tls = std::move(tls);
   target.parameters.emplace_back("application_name", "pgflip auth_query");
+  // A pooled connection serves only a lookup with the very same server and login.
+  const std::string key = target.environment + '\0' + target.host + '\0' +
+                          std::to_string(target.port) + '\0' + target.user + '\0' +
+                          target.password + '\0' + target.database + '\0' +
+                          std::string(config::to_string(target.sslmode));
+  const auto executor = co_await asio::this_coro::executor;
 
+  // A pooled connection the server has dropped meanwhile gets one retry on a new one.
+  if (std::optional<ServerStream> pooled = pool ? pool->take(executor, key) : std::nullopt) {
+    Exchange exchange = co_await run_lookup(*pooled, config.auth.query, user);
+    if (exchange.healthy) {
+      pool->give_back(executor, key, std::move(*pooled));
+      co_return std::move(exchange.result);
+    }
+    co_await close_lookup(*pooled);
+  }
   auto login = co_await connect_and_login(target, config.server.connect_timeout);
   if (auto* error = std::get_if<ServerLoginError>(&login))
     co_return LookupResult{{}, error->reason};
   ServerStream& server = std::get<ServerLogin>(login).socket;
-
-  // The extended protocol keeps the user name a parameter: it never becomes SQL text.
-  std::string out;
-  proto::encode(proto::Parse{"", config.auth.query, {}}, out);
-  proto::encode(proto::Bind{"", "", {}, {user}, {}}, out);
-  proto::encode(proto::Execute{"", 0}, out);
-  proto::encode(proto::Sync{}, out);
-  LookupResult result;
-  if (auto [ec, n] = co_await asio::async_write(server, asio::buffer(out), use_nothrow); ec) {
-    (void)n;
-    co_return LookupResult{{}, "sending auth.query: " + ec.message()};
+  Exchange exchange = co_await run_lookup(server, config.auth.query, user);
+  if (pool && exchange.healthy) {
+    pool->give_back(executor, key, std::move(server));
+  } else {
+    co_await close_lookup(server);
   }
-  std::string buffer;
-  bool row_seen = false;
-  for (;;) {
-    auto next = co_await read_backend_message(server, buffer);
-    if (auto* failure = std::get_if<std::string>(&next)) {
-      co_return LookupResult{{}, "auth.query: " + *failure};
-    }
-    auto& message = std::get<proto::BackendMessage>(next);
-    if (auto* row = std::get_if<proto::DataRow>(&message)) {
-      if (row_seen || row->columns.size() < 2) {
-        result.error = "auth.query must return one row of (name, secret)";
-      } else if (row->columns[1]) {
-        result.secret = classify_secret(std::move(*row->columns[1]));
-      }
-      row_seen = true;
-    } else if (auto* error = std::get_if<proto::ErrorResponse>(&message)) {
-      result.error = "auth.query failed on the server: " + std::string(error->code()) + " " +
-                     std::string(error->message());
-    } else if (std::holds_alternative<proto::ReadyForQuery>(message)) {
-      break;
-    }
-  }
-  out.clear();
-  proto::encode(proto::Terminate{}, out);
-  auto [ec, n] = co_await asio::async_write(server, asio::buffer(out), use_nothrow);
-  (void)ec;
-  (void)n;
-  error_code ignored;
-  server.close(ignored);
-  if (!result.error.empty()) result.secret.reset();
-  co_return result;
+  co_return std::move(exchange.result);
 }
 
 }  // namespace pgflip::proxy

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "config/config.hpp"
+#include "proxy/lookup_pool.hpp"
 #include "proxy/server_connection.hpp"
 #include "proxy/stream.hpp"
 #include "proxy/users.hpp"
@@ -33,6 +34,8 @@ struct ClientAuthRequest {
   const config::Endpoint* lookup_endpoint = nullptr;
   std::string lookup_environment;
   std::shared_ptr<ssl::context> lookup_tls;
+  /// Where auth.query connections wait between lookups; null = a new one per lookup.
+  LookupPool* lookup_pool = nullptr;
   std::string user;
   std::string database;
   /// tls-server-end-point of pgflip's certificate when the client is on TLS: then
@@ -57,11 +60,14 @@ struct LookupResult {
   std::string error;                 // non-empty: the lookup itself failed (for the log)
 };
 
-/// Runs auth.query for `user` on `endpoint`, logged in as auth.query_user.
+/// Runs auth.query for `user` on `endpoint`, logged in as auth.query_user: over an idle
+/// connection from `pool` when it has one for this server and login (and, when it is done,
+/// leaves its connection there), else over a new one.
 [[nodiscard]] awaitable<LookupResult> lookup_user(const config::Config& config,
                                                   const config::Endpoint& endpoint,
                                                   std::string environment,
                                                   std::shared_ptr<ssl::context> tls,
-                                                  std::string user, std::string database);
+                                                  std::string user, std::string database,
+                                                  LookupPool* pool = nullptr);
 
 }  // namespace pgflip::proxy

@@ -243,6 +243,8 @@ int Daemon::run() {
     worker->io.stop();
     if (worker->thread.joinable()) worker->thread.join();
   }
+  // Its sockets belong to the workers' io_contexts: closed while those still exist.
+  impl_->context.lookup_pool.clear();
   return 0;
 }
 

@@ -12,6 +12,7 @@
 #include "config/config.hpp"
 #include "proxy/cancel_registry.hpp"
 #include "proxy/front_door.hpp"
+#include "proxy/lookup_pool.hpp"
 #include "proxy/proxy_metrics.hpp"
 
 namespace pgflip::proxy {
@@ -73,6 +74,8 @@ struct ProxyContext {
   SessionRegistry sessions;
   /// TLS contexts, users and connection counts; loaded by the daemon at start.
   FrontDoor front_door;
+  /// auth.query connections between lookups; the daemon clears it once the workers stopped.
+  LookupPool lookup_pool;
   std::atomic<std::uint64_t> next_session_id{1};
   /// Sessions past the login gate that are not relaying yet; a switchover waits for 0.
   std::atomic<int> logins_in_flight{0};

@@ -41,8 +41,9 @@ config::Config keep_restart_only(const config::Config& before, const config::Con
   kept.admin = before.admin;
   // The metrics endpoint is bound at start.
   kept.metrics = before.metrics;
-  // Whether pgflip talks TLS to a server, and with which CA file, is fixed at start: live
-  // sessions and the switchover rely on it. (The files themselves are re-read on reload.)
+  // Whether pgflip talks TLS to a server, and with which CA and client certificate files, is
+  // fixed at start: live sessions and the switchover rely on it. (The files themselves are
+  // re-read on reload.)
   keep_server_tls(before.blue, kept.blue);
   if (before.green.has_value() != after.green.has_value()) {
     kept.green = before.green;

@@ -90,6 +90,7 @@ awaitable<bool> Session::authenticate() {
   request.lookup_endpoint = &active.endpoint;
   request.lookup_environment = active.name;
   request.lookup_tls = front_door.server_tls_for(active.name);
+  request.lookup_pool = &context_.lookup_pool;
   request.user = user;
   request.database = database;
   if (client_.is_tls() && client_tls_) request.channel_binding = client_tls_->end_point_hash;

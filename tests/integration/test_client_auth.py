@@ -226,6 +226,39 @@ class ClientAuthTest(harness.PgflipTestCase):
         self.assert_refused("28P01", proxy, "x' or 'a'='a", "whatever")
         self.assert_no_secret_logged(proxy)
 
+    def test_auth_query_connections_are_reused(self):
+        # Lookups run in their own database here, so its backends are the lookups' alone.
+        self.cluster.recreate_database("authq_reuse")
+        proxy = self.start_pgflip({"auth": {"method": "scram-sha-256", "query_user": "postgres",
+                                            "query_database": "authq_reuse"}})
+
+        def lookup_backends():
+            with self.cluster.connect() as conn:
+                return {pid for (pid,) in conn.execute(
+                    "select pid from pg_stat_activity where datname = 'authq_reuse' "
+                    "and application_name = 'pgflip auth_query'").fetchall()}
+
+        def logins(count):
+            for _ in range(count):
+                client = self.login(proxy, "app_scram", PASSWORDS["app_scram"])
+                self.assertEqual(client.query("select current_user"), [["app_scram"]])
+                client.close()
+
+        logins(6)
+        kept = lookup_backends()
+        # Sequential logins: one idle lookup connection per worker (2) at most, not one each.
+        self.assertTrue(1 <= len(kept) <= 2, kept)
+        logins(6)
+        self.assertEqual(lookup_backends(), kept)  # the same backends served again
+
+        # The server ends them (a restart, idle_session_timeout): the next lookups open anew.
+        with self.cluster.connect() as conn:
+            conn.execute("select pg_terminate_backend(pid) from pg_stat_activity "
+                         "where datname = 'authq_reuse'")
+        logins(4)
+        self.assertFalse(lookup_backends() & kept)
+        self.assert_refused("28P01", proxy, "app_scram", "wrong-password")
+
     def test_auth_query_failure_is_reported(self):
         proxy = self.start_pgflip({"auth": {"method": "scram-sha-256", "query_user": "postgres",
                                             "query": "select * from no_such_table where $1 = ''"}})
