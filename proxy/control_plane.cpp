@@ -330,10 +330,6 @@ AdminReply ControlPlane::reload(std::string_view trigger) {
                              std::move(text));
 }
 
-// ---------------------------------------------------------------------------
-// PAUSE / RESUME: every session holds its next request at a transaction boundary (sessions
-// logging in meanwhile too) until RESUME; the server connections stay open.
-
 std::string ControlPlane::service_status() const {
   const Router::Active active = context_.router.active();
   std::string status =
@@ -341,6 +337,10 @@ std::string ControlPlane::service_status() const {
   if (context_.paused.load()) status += ", paused";
   return status;
 }
+
+// ---------------------------------------------------------------------------
+// PAUSE / RESUME: every session holds its next request at a transaction boundary (sessions
+// logging in meanwhile too) until RESUME; the server connections stay open.
 
 AdminReply ControlPlane::pause(const AdminRequest& request, const AdminEmit& emit) {
   std::chrono::milliseconds wait = context_.config()->switchover.drain_timeout;
