@@ -51,6 +51,7 @@ struct Daemon::Impl {
   explicit Impl(std::shared_ptr<const config::Config> config) {
     context.set_config(std::move(config));
     context.metrics.watch(context.sessions, context.router);
+    context.metrics.watch_certificates(context.front_door);
     control_plane = std::make_unique<ControlPlane>(context);
   }
 

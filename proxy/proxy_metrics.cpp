@@ -2,7 +2,12 @@
 // scrape-time session gauges.
 #include "proxy/proxy_metrics.hpp"
 
+#include <openssl/asn1.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <algorithm>
+#include <ctime>
 
 #include "proxy/proxy_context.hpp"
 #include "proxy/session.hpp"
@@ -230,6 +235,13 @@ ProxyMetrics::ProxyMetrics() {
       "pgflip_replication_poll_duration_seconds", "How long replication status polls take", {},
       std::span<const double>(metrics::kStepBuckets));
 
+  certificate_expiry_ = &registry_.add<Gauge>(
+      "pgflip_tls_certificate_expiry_timestamp_seconds",
+      "Unix time at which a certificate pgflip presents expires (notAfter): tls.cert_file to "
+      "clients, blue.sslcert and green.sslcert to the servers; renewed files count after a "
+      "reload",
+      {"certificate"});
+
   switchover_runs_ = &registry_.add<Counter>(
       "pgflip_switchover_runs_total",
       "Switchovers by outcome: committed, aborted (by the operator), failed (rolled back)",
@@ -309,6 +321,38 @@ void ProxyMetrics::watch(const SessionRegistry& sessions, const Router& router) 
     for (auto environment : kEnvironments) {
       active_environment_->with({std::string(environment)}).set(environment == active ? 1 : 0);
     }
+  });
+}
+
+namespace {
+
+/// notAfter of the certificate `context` presents, as Unix time; nullopt without one.
+std::optional<double> expiry_of(SSL_CTX* context) {
+  X509* certificate = context ? SSL_CTX_get0_certificate(context) : nullptr;
+  if (certificate == nullptr) return std::nullopt;
+  std::tm tm{};
+  if (ASN1_TIME_to_tm(X509_get0_notAfter(certificate), &tm) != 1) return std::nullopt;
+  return static_cast<double>(timegm(&tm));
+}
+
+}  // namespace
+
+void ProxyMetrics::watch_certificates(const FrontDoor& front_door) {
+  registry_.add_collector([this, &front_door] {
+    std::vector<std::pair<metrics::Labels, double>> expiries;
+    if (const auto tls = front_door.client_tls()) {
+      if (auto at = expiry_of(tls->context.native_handle())) {
+        expiries.push_back({{"tls.cert_file"}, *at});
+      }
+    }
+    for (const char* environment : {"blue", "green"}) {
+      if (const auto tls = front_door.server_tls_for(environment)) {
+        if (auto at = expiry_of(tls->native_handle())) {
+          expiries.push_back({{std::string(environment) + ".sslcert"}, *at});
+        }
+      }
+    }
+    certificate_expiry_->replace(expiries);
   });
 }
 

@@ -21,6 +21,7 @@ namespace pgflip::proxy {
 
 class SessionRegistry;
 class Router;
+struct FrontDoor;
 
 /// ErrorResponses by SQLSTATE: a fixed table filled without locks or allocation. Codes beyond
 /// its size (or not five characters of 0-9 and A-Z) count as "other", which also bounds the
@@ -99,6 +100,9 @@ class ProxyMetrics {
 
   /// Client gauges and the active environment are computed at each scrape from these.
   void watch(const SessionRegistry& sessions, const Router& router);
+  /// The expiry of every certificate pgflip presents (to clients, and to the servers when
+  /// sslcert is set) is read at each scrape from the TLS contexts in force.
+  void watch_certificates(const FrontDoor& front_door);
 
   /// The exposition text (runs the scrape-time collectors).
   [[nodiscard]] std::string render() const { return registry_.render(); }
@@ -152,6 +156,7 @@ class ProxyMetrics {
   metrics::GaugeFamily* replication_poll_ok_;
   metrics::GaugeFamily* replication_poll_timestamp_;
   metrics::HistogramFamily* replication_poll_duration_;
+  metrics::GaugeFamily* certificate_expiry_;
   metrics::CounterFamily* switchover_runs_;
   metrics::HistogramFamily* switchover_steps_;
 };

@@ -11,6 +11,7 @@ import json
 import re
 import signal
 import socket
+import ssl
 import subprocess
 import urllib.error
 import urllib.request
@@ -309,6 +310,30 @@ class HealthTest(harness.PgflipTestCase):
         self.assertEqual(proxy.wait(15), 0)
         with self.assertRaises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+class CertificateMetricsTest(MetricsMixin, harness.PgflipTestCase):
+    pgflip_only = True
+
+    def test_certificate_expiry_is_exported(self):
+        env = self.cluster.env
+        port = harness.free_port()
+        proxy = self.start_pgflip({
+            "metrics": {"listen": f"127.0.0.1:{port}"},
+            "tls": {"cert_file": env["TLS_SERVER_CERT"], "key_file": env["TLS_SERVER_KEY"]},
+            "blue": {"sslmode": "require", "sslcert": env["TLS_CLIENT_CERT"],
+                     "sslkey": env["TLS_CLIENT_KEY"]}})
+        proxy.metrics_port = port
+        scrape = self.scrape(proxy)
+        name = "pgflip_tls_certificate_expiry_timestamp_seconds"
+        for label, path in (("tls.cert_file", env["TLS_SERVER_CERT"]),
+                            ("blue.sslcert", env["TLS_CLIENT_CERT"])):
+            with self.subTest(label):
+                end = harness.run(["openssl", "x509", "-enddate", "-noout", "-in", path])
+                not_after = end.stdout.strip().removeprefix("notAfter=")
+                self.assertEqual(scrape.value(name, certificate=label),
+                                 ssl.cert_time_to_seconds(not_after))
+        self.assertIsNone(scrape.get(name, certificate="green.sslcert"))
 
 
 class SwitchoverMetricsTest(MetricsMixin, SwitchoverTestCase):
