@@ -116,6 +116,31 @@ struct Fixture {
         asio::detached);
   }
 
+  /// The scripted server's side of a trust login: accepts pgflip's connection, reads its
+  /// startup packet and answers AuthenticationOk, BackendKeyData and ReadyForQuery('I').
+  awaitable<tcp::socket> accept_trusted_login(MessageReader& reader) {
+    auto [ec, socket] = co_await server_acceptor.async_accept(use_nothrow);
+    REQUIRE_FALSE(ec);
+    REQUIRE((co_await reader.startup(socket)).has_value());
+    const std::string ready = wire(proto::Authentication{0, {}}) +
+                              wire(proto::BackendKeyData{1, 2}) + wire(proto::ReadyForQuery{'I'});
+    co_await send(socket, ready);
+    co_return std::move(socket);
+  }
+
+  /// A client connected to pgflip that has sent its StartupMessage with `parameters`.
+  awaitable<tcp::socket> connect_client(
+      std::vector<std::pair<std::string, std::string>> parameters) {
+    tcp::socket socket(io);
+    auto [ec] = co_await socket.async_connect(proxy_acceptor.local_endpoint(), use_nothrow);
+    REQUIRE_FALSE(ec);
+    proto::StartupMessage startup;
+    startup.parameters = std::move(parameters);
+    const std::string startup_bytes = wire(startup);
+    co_await send(socket, startup_bytes);
+    co_return std::move(socket);
+  }
+
   void run(std::function<awaitable<void>()> client, std::function<awaitable<void>()> server) {
     bool client_done = false;
     asio::co_spawn(io, server(), asio::detached);
@@ -172,13 +197,9 @@ TEST_CASE("MD5 login, own BackendKeyData, relay, and a FATAL when the server die
   };
 
   auto client = [&]() -> awaitable<void> {
-    tcp::socket socket(f.io);
-    auto [ec] = co_await socket.async_connect(f.proxy_acceptor.local_endpoint(), use_nothrow);
-    REQUIRE_FALSE(ec);
-    proto::StartupMessage startup;
-    startup.parameters = {{"user", "alice"}, {"database", "shop"}, {"application_name", "unit"}};
-    const std::string startup_bytes = wire(startup);
-    co_await send(socket, startup_bytes);
+    const std::vector<std::pair<std::string, std::string>> parameters = {
+        {"user", "alice"}, {"database", "shop"}, {"application_name", "unit"}};
+    tcp::socket socket = co_await f.connect_client(parameters);
     MessageReader reader;
     bool saw_ok = false, saw_version = false, saw_key = false;
     for (;;) {
@@ -237,12 +258,9 @@ TEST_CASE("the server's refusal reaches the client unchanged") {
     socket.close();
   };
   auto client = [&]() -> awaitable<void> {
-    tcp::socket socket(f.io);
-    co_await socket.async_connect(f.proxy_acceptor.local_endpoint(), use_nothrow);
-    proto::StartupMessage startup;
-    startup.parameters = {{"user", "alice"}, {"database", "shop"}};
-    const std::string startup_bytes = wire(startup);
-    co_await send(socket, startup_bytes);
+    const std::vector<std::pair<std::string, std::string>> parameters = {{"user", "alice"},
+                                                                         {"database", "shop"}};
+    tcp::socket socket = co_await f.connect_client(parameters);
     MessageReader reader;
     auto message = co_await reader.backend(socket);
     REQUIRE(message.has_value());
@@ -267,25 +285,16 @@ TEST_CASE("an oversized client message is a protocol violation (08P01)") {
   f.context.router.set_active(Router::Active{"blue", config->blue, 0});
   f.start_proxy();
   auto server = [&]() -> awaitable<void> {
-    auto [ec, socket] = co_await f.server_acceptor.async_accept(use_nothrow);
-    REQUIRE_FALSE(ec);
     MessageReader reader;
-    REQUIRE((co_await reader.startup(socket)).has_value());
-    const std::string ready = wire(proto::Authentication{0, {}}) +
-                              wire(proto::BackendKeyData{1, 2}) + wire(proto::ReadyForQuery{'I'});
-    co_await send(socket, ready);
+    tcp::socket socket = co_await f.accept_trusted_login(reader);
     auto next = co_await reader.frontend(socket);
     // The oversized query never reaches the server; a Terminate does.
     REQUIRE(next.has_value());
     CHECK(std::holds_alternative<proto::Terminate>(*next));
   };
   auto client = [&]() -> awaitable<void> {
-    tcp::socket socket(f.io);
-    co_await socket.async_connect(f.proxy_acceptor.local_endpoint(), use_nothrow);
-    proto::StartupMessage startup;
-    startup.parameters = {{"user", "alice"}};
-    const std::string startup_bytes = wire(startup);
-    co_await send(socket, startup_bytes);
+    const std::vector<std::pair<std::string, std::string>> parameters = {{"user", "alice"}};
+    tcp::socket socket = co_await f.connect_client(parameters);
     MessageReader reader;
     for (;;) {
       auto message = co_await reader.backend(socket);
@@ -308,13 +317,8 @@ TEST_CASE("metrics: queries, transactions, errors, latency and state of a sessio
   f.start_proxy();
   bool server_done = false;
   auto server = [&]() -> awaitable<void> {
-    auto [ec, socket] = co_await f.server_acceptor.async_accept(use_nothrow);
-    REQUIRE_FALSE(ec);
     MessageReader reader;
-    REQUIRE((co_await reader.startup(socket)).has_value());
-    const std::string ready = wire(proto::Authentication{0, {}}) +
-                              wire(proto::BackendKeyData{1, 2}) + wire(proto::ReadyForQuery{'I'});
-    co_await send(socket, ready);
+    tcp::socket socket = co_await f.accept_trusted_login(reader);
     // Answers each Query or Sync in turn: BEGIN, an error inside, ROLLBACK, then two
     // pipelined extended-protocol cycles.
     const std::vector<std::string> replies = {
@@ -338,12 +342,9 @@ TEST_CASE("metrics: queries, transactions, errors, latency and state of a sessio
     server_done = true;
   };
   auto client = [&]() -> awaitable<void> {
-    tcp::socket socket(f.io);
-    co_await socket.async_connect(f.proxy_acceptor.local_endpoint(), use_nothrow);
-    proto::StartupMessage startup;
-    startup.parameters = {{"user", "alice"}, {"database", "shop"}};
-    const std::string startup_bytes = wire(startup);
-    co_await send(socket, startup_bytes);
+    const std::vector<std::pair<std::string, std::string>> parameters = {{"user", "alice"},
+                                                                         {"database", "shop"}};
+    tcp::socket socket = co_await f.connect_client(parameters);
     MessageReader reader;
     auto until_ready = [&]() -> awaitable<char> {
       for (;;) {
