@@ -1,0 +1,218 @@
+// Runs switchovers for the daemon: the state machine wired to the replication manager (libpq)
+// and to the live sessions; recovery of the active environment at start-up.
+#include "proxy/control/switchover.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <ctime>
+#include <thread>
+
+#include "proxy/control/replication_settings.hpp"
+#include "proxy/control/state_store.hpp"
+#include "proxy/session/session.hpp"
+#include "replication/manager.hpp"
+
+namespace pgflip::proxy {
+
+namespace {
+
+/// How often green is asked whether a sentinel has arrived (one indexed lookup each).
+constexpr std::chrono::milliseconds kSentinelPoll{2};
+
+/// The replication steps over replication::Manager; catchup to sequences share the sentinel
+/// watch's open connections.
+class ManagerServers final : public SwitchoverServers {
+ public:
+  explicit ManagerServers(const config::Config& config)
+      : config_(config), manager_(replication_settings(config)) {}
+
+  std::vector<std::string> guardrail_problems() override {
+    std::vector<std::string> problems;
+    const auto& limits = config_.switchover;
+    const auto status = manager_.status();
+    if (status.databases.empty()) problems.push_back("replication is not set up");
+    for (const auto& db : status.databases) {
+      const std::string where = "[" + db.database + "] ";
+      if (db.state != "streaming") problems.push_back(where + "replication is " + db.state);
+      if (db.tables_ready != db.tables_total) {
+        problems.push_back(where + std::to_string(db.tables_total - db.tables_ready) +
+                           " table(s) not synced");
+      }
+      if (db.lag_bytes && *db.lag_bytes > limits.max_lag_bytes) {
+        problems.push_back(where + "lag " + std::to_string(*db.lag_bytes) + " bytes > " +
+                           std::to_string(limits.max_lag_bytes));
+      }
+      if (db.lag_seconds && *db.lag_seconds * 1000 > static_cast<double>(limits.max_lag.count())) {
+        problems.push_back(where + "lag " + std::to_string(*db.lag_seconds) + " s > max_lag_ms");
+      }
+      if (db.ddl_count > 0) {
+        problems.push_back(where + std::to_string(db.ddl_count) +
+                           " DDL command(s) ran on blue since init: apply them to green and "
+                           "re-run replication init");
+      }
+    }
+    for (const auto& row : manager_.precheck().rows) {
+      if (row.level == replication::CheckLevel::kFail) {
+        problems.push_back("[" + row.database + "] precheck " + row.check + ": " + row.detail);
+      }
+    }
+    auto blue = replication::PgConnection::open(
+        manager_.settings().blue, config_.blue.admin_database,
+        replication::ConnectOptions{"pgflip-switchover", config_.server.connect_timeout,
+                                    std::chrono::seconds(10)},
+        "guardrails");
+    const double oldest =
+        blue.exec(
+                "SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0)::float8 FROM "
+                "pg_catalog.pg_stat_activity WHERE backend_type = 'client backend' AND "
+                "xact_start IS NOT NULL AND state <> 'idle' AND pid <> "
+                "pg_catalog.pg_backend_pid()",
+                "guardrails")
+            .float64(0, 0);
+    if (oldest * 1000 > static_cast<double>(limits.max_transaction_age.count())) {
+      problems.push_back("a transaction on blue is " + std::to_string(oldest) +
+                         " s old (switchover.max_transaction_age_ms)");
+    }
+    return problems;
+  }
+
+  void open() override { watch_.emplace(manager_.watch_sentinels()); }
+  void write_sentinel(std::string_view label) override { watch_->write(label); }
+  bool sentinel_applied(Clock::time_point until) override {
+    return watch_->wait_until(until, kSentinelPoll);
+  }
+  double sentinel_ms() const override { return watch_->result().seconds * 1000; }
+  std::string sentinel_missing() const override { return watch_->missing(); }
+
+  std::size_t fence(const std::vector<int>& keep_pids, const std::string& label,
+                    std::chrono::milliseconds timeout) override {
+    replication::FenceOptions options;
+    options.terminate_backends = config_.switchover.terminate_blue_backends;
+    options.keep_pids = keep_pids;
+    options.label = label;
+    options.timeout = timeout;
+    return manager_.fence(options, *watch_).terminated.size();
+  }
+  void unfence() override { (void)manager_.unfence(); }
+  std::size_t copy_sequences() override { return manager_.copy_sequences(*watch_).count(); }
+  void cleanup() override { (void)manager_.cleanup(); }
+
+ private:
+  const config::Config& config_;
+  replication::Manager manager_;
+  std::optional<replication::SentinelWatch> watch_;
+};
+
+/// The live sessions of this pgflip, and its login gate.
+class SessionFleet final : public SwitchoverFleet {
+ public:
+  explicit SessionFleet(ProxyContext& context) : context_(context) {}
+
+  void hold_logins(bool hold) override { context_.router.set_gate_closed(hold); }
+
+  void wait_for_logins(Clock::time_point deadline) override {
+    while (context_.logins_in_flight.load() > 0 && Clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+
+  std::vector<std::shared_ptr<SwitchoverParticipant>> participants() override {
+    std::vector<std::shared_ptr<SwitchoverParticipant>> list;
+    context_.sessions.for_each([&](const std::shared_ptr<Session>& s) {
+      if (!s->is_console()) list.push_back(s);
+    });
+    return list;
+  }
+
+ private:
+  ProxyContext& context_;
+};
+
+}  // namespace
+
+bool Switchover::request_abort() {
+  std::lock_guard lock(machine_mutex_);
+  return machine_ != nullptr && machine_->request_abort();
+}
+
+void Switchover::recover() {
+  const auto snapshot = context_.config();
+  const auto& config = *snapshot;
+  const auto state = load_active_state(config.switchover.state_file);
+  if (state && state->active == "green") {
+    if (!config.green) {
+      throw std::runtime_error("state file " + config.switchover.state_file +
+                               " says green is active, but no [green] is configured");
+    }
+    context_.router.set_active(Router::Active{"green", *config.green, state->epoch});
+    spdlog::warn("state file {}: green is active since switchover {} ({}); serving green",
+                 config.switchover.state_file, state->switchover_id, state->committed_at);
+    return;
+  }
+  context_.router.set_active(Router::Active{"blue", config.blue, state ? state->epoch : 0});
+  if (!config.green || config.blue.admin_user.empty()) return;
+  // A switchover that died before its commit point may have left blue fenced.
+  try {
+    replication::Manager manager(replication_settings(config));
+    if (manager.fence_state().recorded) {
+      const auto result = manager.unfence();
+      spdlog::warn("recovered from an interrupted switchover: blue unfenced ({:.3f}s)",
+                   result.seconds);
+    }
+  } catch (const std::exception& e) {
+    spdlog::error("could not check blue's fence at start-up: {}", e.what());
+  }
+}
+
+std::variant<SwitchoverReport, SwitchoverRefusal> Switchover::run(
+    const SwitchoverOptions& options, const SwitchoverObserver& observer) {
+  // The whole run uses the configuration it started with, whatever a reload does meanwhile.
+  const auto config = context_.config();
+  if (!config->green) return SwitchoverRefusal{"config", "no [green] is configured"};
+  if (context_.router.active().name == "green") {
+    return SwitchoverRefusal{"state", "green is already active; a switchover only rolls forward"};
+  }
+  bool expected = false;
+  if (!running_.compare_exchange_strong(expected, true)) {
+    return SwitchoverRefusal{"busy", "a switchover is already running"};
+  }
+  struct Reset {
+    std::atomic<bool>& flag;
+    ~Reset() { flag = false; }
+  } reset{running_};
+
+  const std::string id = "so-" + std::to_string(std::time(nullptr)) + "-" +
+                         std::to_string(context_.next_session_id.load());
+  const std::string path = config->switchover.state_file;
+  SwitchoverStateFile state_file{[path](const ActiveState& s) { store_active_state(path, s); },
+                                 [path] { return load_active_state(path); }};
+  SwitchoverObserver observed{[&](const StepRecord& step) {
+                                context_.metrics.switchover_step(
+                                    std::string(step_name(step.step)),
+                                    std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::duration<double, std::milli>(step.ms)));
+                                if (observer.step_done) observer.step_done(step);
+                              },
+                              observer.rolled_back};
+  ManagerServers servers(*config);
+  SessionFleet fleet(context_);
+  SwitchoverMachine machine(id, config, options, servers, fleet, context_.router,
+                            std::move(state_file), std::move(observed));
+  {
+    std::lock_guard lock(machine_mutex_);
+    machine_ = &machine;
+  }
+  SwitchoverReport report = machine.run();
+  {
+    std::lock_guard lock(machine_mutex_);
+    machine_ = nullptr;
+  }
+  if (report.outcome != SwitchoverOutcome::kDryRun) {
+    context_.metrics.switchover_run(report.outcome == SwitchoverOutcome::kCommitted ? "committed"
+                                    : report.operator_abort                         ? "aborted"
+                                                                                    : "failed");
+  }
+  return report;
+}
+
+}  // namespace pgflip::proxy

@@ -1,0 +1,141 @@
+// What the switchover orchestrator and the sessions taking part in it share.
+//
+// The orchestrator runs on an admin thread and blocks; each session runs its part as a
+// coroutine on its own worker. They meet here: sessions report each phase they reach,
+// the orchestrator waits for reports with deadlines and sends decisions back.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "config/config.hpp"
+
+namespace pgflip::proxy {
+
+/// What the orchestrator tells a session to do next.
+enum class SwitchoverDecision {
+  kPark,       // hold the client at its next transaction boundary, then capture state
+  kCommit,     // the decision is durable: replay state on green, swap, release
+  kAbort,      // release the client to blue, drop the green connection
+  kTerminate,  // end the session (straggler under on_straggler = cancel, or unmovable)
+};
+
+/// How far a session got.
+enum class ParticipantPhase {
+  kJoined,
+  kPrewarmed,  // green connection open and authenticated
+  kParked,     // idle, client held, state captured on blue
+  kMoved,      // serving from green
+  kReleased,   // released back to blue after an abort
+  kEnded,      // terminated or gone
+  kFailed,     // could not do its part (see detail)
+};
+
+struct ParticipantState {
+  ParticipantPhase phase = ParticipantPhase::kJoined;
+  std::string detail;         // why it failed or ended
+  std::string unmovable;      // non-empty: why the session cannot move (temp tables, ...)
+  std::int32_t blue_pid = 0;  // its blue backend, kept alive by the fence
+  double held_ms = 0;         // how long a client request waited while parked
+  bool had_held_request = false;
+  std::chrono::steady_clock::time_point parked_at{};
+};
+
+class SwitchoverRun;
+
+/// A session as the switchover sees it (Session implements it; the switchover's unit tests
+/// fake it). Both calls are thread-safe and return at once: the session does its part on its
+/// own executor and reports each phase it reaches to the run.
+class SwitchoverParticipant {
+ public:
+  virtual ~SwitchoverParticipant() = default;
+  [[nodiscard]] virtual std::uint64_t id() const = 0;
+  /// Open and authenticate a green connection now, then follow the orchestrator's decisions.
+  virtual void join_switchover(std::shared_ptr<SwitchoverRun> run) = 0;
+  /// The orchestrator's next decision; `reason` is what a terminated client is told.
+  virtual void decide(SwitchoverDecision decision, std::string reason) = 0;
+};
+
+/// Thread-safe meeting point of one switchover.
+class SwitchoverRun {
+ public:
+  SwitchoverRun(std::string id, config::Endpoint green, std::chrono::milliseconds connect_timeout)
+      : id_(std::move(id)), green_(std::move(green)), connect_timeout_(connect_timeout) {}
+
+  [[nodiscard]] const std::string& id() const { return id_; }
+  [[nodiscard]] const config::Endpoint& green() const { return green_; }
+  [[nodiscard]] std::chrono::milliseconds connect_timeout() const { return connect_timeout_; }
+
+  void join(std::uint64_t session) {
+    std::lock_guard lock(mutex_);
+    participants_.try_emplace(session);
+  }
+
+  /// Called by a session (any thread) when it reaches a phase.
+  void report(std::uint64_t session, ParticipantPhase phase, std::string detail = {}) {
+    std::lock_guard lock(mutex_);
+    auto& state = participants_[session];
+    state.phase = phase;
+    if (!detail.empty()) state.detail = std::move(detail);
+    if (phase == ParticipantPhase::kParked) state.parked_at = std::chrono::steady_clock::now();
+    changed_.notify_all();
+  }
+
+  template <class Update>
+  void update(std::uint64_t session, Update&& update) {
+    std::lock_guard lock(mutex_);
+    update(participants_[session]);
+    changed_.notify_all();
+  }
+
+  /// Waits until no participant is in a phase before `phase` (failed/ended count as done),
+  /// the deadline passes, or interrupt() is called. Returns the sessions still short of it.
+  [[nodiscard]] std::vector<std::uint64_t> wait_for(
+      ParticipantPhase phase, std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mutex_);
+    auto behind = [&] {
+      std::vector<std::uint64_t> late;
+      for (const auto& [id, state] : participants_) {
+        if (state.phase < phase) late.push_back(id);
+      }
+      return late;
+    };
+    changed_.wait_until(lock, deadline, [&] { return interrupted_ || behind().empty(); });
+    return behind();
+  }
+
+  /// Wakes every wait_for() now and makes later ones return at once (an operator's abort).
+  void interrupt() {
+    std::lock_guard lock(mutex_);
+    interrupted_ = true;
+    changed_.notify_all();
+  }
+  /// Lets wait_for() wait again (the abort's own wait for the sessions' release).
+  void clear_interrupt() {
+    std::lock_guard lock(mutex_);
+    interrupted_ = false;
+  }
+
+  [[nodiscard]] std::map<std::uint64_t, ParticipantState> snapshot() const {
+    std::lock_guard lock(mutex_);
+    return participants_;
+  }
+
+ private:
+  const std::string id_;
+  const config::Endpoint green_;
+  const std::chrono::milliseconds connect_timeout_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<std::uint64_t, ParticipantState> participants_;
+  bool interrupted_ = false;
+};
+
+}  // namespace pgflip::proxy
