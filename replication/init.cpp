@@ -222,9 +222,11 @@ void Manager::init_database(const DatabaseInfo& db, const InitOptions& options,
   t = Clock::now();
   PgConnection blue = connect(Side::kBlue, d, "pgflip_objects");
   PgConnection green = connect(Side::kGreen, d, "pgflip_objects");
+  // Green first: when a re-run adds a column to a table blue already publishes, green must
+  // have it before blue sends a row with it.
+  green.run(sql::create_pgflip_tables(names_), "pgflip_objects");
   blue.run(sql::create_pgflip_tables(names_), "pgflip_objects");
   blue.run(sql::create_ddl_log_function(names_), "pgflip_objects");
-  green.run(sql::create_pgflip_tables(names_), "pgflip_objects");
   step_done("pgflip_objects", "done", t);
 
   t = Clock::now();

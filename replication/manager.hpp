@@ -50,8 +50,12 @@ struct StatusOptions {
 };
 
 struct FenceOptions {
-  /// Terminate every other client backend on blue (walsenders and pgflip's own sessions,
-  /// those whose application_name starts with Settings::application_name, are kept).
+  /// Terminate, on blue, every client backend (superusers' too: it ends the transactions in
+  /// flight) and every other backend of a non-superuser role that is attached to a database
+  /// (logical walsenders, which can run SQL, and background workers), except: the fence's
+  /// own connection, the SentinelWatch's connections, `keep_pids`, and the walsenders that
+  /// stream pgflip's slots. Kept by pid, never by application_name. Without it, sessions
+  /// opened before the fence keep running and can opt out of the read-only default.
   bool terminate_backends = true;
   std::vector<int> keep_pids;  // further backends to keep (e.g. the proxy's parked sessions)
   std::string label;           // stored in the fence record (e.g. the switchover id)
@@ -135,13 +139,17 @@ class Manager {
   /// Writes one heartbeat row per database on blue (and prunes rows older than 10 minutes).
   [[nodiscard]] HeartbeatResult heartbeat();
 
-  /// Fences blue: records the fence, ALTER SYSTEM SET default_transaction_read_only = on,
-  /// reload (waits until applied), terminates other client backends. Idempotent.
+  /// Fences blue: records the fence (the read-only setting and every database's connection
+  /// limit as they were), ALTER SYSTEM SET default_transaction_read_only = on, reload (waits
+  /// until applied), CONNECTION LIMIT 0 on every database that allows connections (blocks new
+  /// non-superuser logins), waits for logins already past that check, then terminates the
+  /// other backends (FenceOptions::terminate_backends). Idempotent.
   [[nodiscard]] FenceResult fence(const FenceOptions& options = {});
   /// The same over the watch's connection to blue (a switchover's: no login while parked).
   [[nodiscard]] FenceResult fence(const FenceOptions& options, SentinelWatch& watch);
-  /// Restores the setting the fence replaced and removes the record. A no-op (kNotFenced)
-  /// without pgflip's record, so it is idempotent and safe after a restart.
+  /// Restores the connection limits and the setting the fence replaced, then removes the
+  /// record. A no-op (kNotFenced) without pgflip's record, so it is idempotent and safe after a
+  /// restart, whichever step a killed fence or unfence reached.
   [[nodiscard]] FenceResult unfence(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   [[nodiscard]] FenceState fence_state() const;
 
@@ -178,6 +186,7 @@ class Manager {
   [[nodiscard]] PgConnection connect_maintenance(Side side, std::string_view step) const;
   [[nodiscard]] std::vector<DatabaseInfo> database_infos(PgConnection& blue_maintenance) const;
   [[nodiscard]] FenceResult fence_over(PgConnection& blue, const FenceOptions& options);
+  void ensure_fence_table(PgConnection& blue);
   [[nodiscard]] bool green_database_exists(PgConnection& green_maintenance,
                                            const std::string& database) const;
   [[nodiscard]] std::string blue_conninfo_for_green(const std::string& database) const;

@@ -314,18 +314,34 @@ std::string StatusReport::to_table() const {
 
 // ---- fence, sentinel, sequences ---------------------------------------------------------
 
+namespace {
+
+json::array fenced_databases_json(const std::vector<FencedDatabase>& databases) {
+  json::array out;
+  for (const auto& d : databases) {
+    out.push_back(json::object{
+        {"database", d.database}, {"oid", d.oid}, {"previous_connection_limit", d.previous_limit}});
+  }
+  return out;
+}
+
+}  // namespace
+
 json::value FenceResult::to_json() const {
   json::array killed;
   for (const auto& t : terminated) {
     killed.push_back(json::object{{"pid", t.pid},
                                   {"user", t.user},
                                   {"database", t.database},
-                                  {"application_name", t.application_name}});
+                                  {"application_name", t.application_name},
+                                  {"backend_type", t.backend_type}});
   }
   return json::object{{"action", to_string(action)},
                       {"fenced_at", fenced_at},
                       {"label", label},
                       {"previous_setting", opt(previous_setting)},
+                      {"databases", fenced_databases_json(databases)},
+                      {"logins_disabled", json::value_from(logins_disabled)},
                       {"terminated", std::move(killed)},
                       {"seconds", seconds}};
 }
@@ -334,13 +350,28 @@ std::string FenceResult::to_table() const {
   std::string out = "blue: " + std::string(to_string(action)) + " in " + fixed(seconds, 3) + " s";
   if (!fenced_at.empty()) out += " (fence record of " + fenced_at + ")";
   out += "\n";
+  if (!databases.empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& d : databases) rows.push_back({d.database, std::to_string(d.previous_limit)});
+    out += (action == FenceAction::kUnfenced ? "connection limits restored:\n"
+                                             : "logins of non-superusers blocked (CONNECTION "
+                                               "LIMIT 0):\n") +
+           render_table({"DATABASE", "PREVIOUS LIMIT"}, rows);
+  }
+  if (!logins_disabled.empty()) {
+    std::string roles;
+    for (const auto& r : logins_disabled) roles += (roles.empty() ? "" : ", ") + r;
+    out += (action == FenceAction::kUnfenced ? "LOGIN again: " : "REPLICATION roles NOLOGIN: ") +
+           roles + "\n";
+  }
   if (!terminated.empty()) {
     std::vector<std::vector<std::string>> rows;
     for (const auto& t : terminated) {
-      rows.push_back({std::to_string(t.pid), t.user, t.database, t.application_name});
+      rows.push_back(
+          {std::to_string(t.pid), t.user, t.database, t.application_name, t.backend_type});
     }
-    out +=
-        "terminated backends:\n" + render_table({"PID", "USER", "DATABASE", "APPLICATION"}, rows);
+    out += "terminated backends:\n" +
+           render_table({"PID", "USER", "DATABASE", "APPLICATION", "TYPE"}, rows);
   }
   return out;
 }
@@ -350,6 +381,8 @@ json::value FenceState::to_json() const {
                       {"fenced_at", fenced_at},
                       {"label", label},
                       {"previous_setting", opt(previous_setting)},
+                      {"databases", fenced_databases_json(databases)},
+                      {"logins_disabled", json::value_from(logins_disabled)},
                       {"default_transaction_read_only", default_transaction_read_only}};
 }
 

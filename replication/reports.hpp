@@ -159,6 +159,14 @@ struct TerminatedBackend {
   std::string user;
   std::string database;
   std::string application_name;
+  std::string backend_type;  // pg_stat_activity.backend_type: client backend, walsender, ...
+};
+
+/// A database whose new non-superuser logins the fence blocks (CONNECTION LIMIT 0).
+struct FencedDatabase {
+  std::string database;
+  std::int64_t oid = 0;
+  int previous_limit = -1;  // datconnlimit before the fence (-1 = no limit)
 };
 
 enum class FenceAction {
@@ -176,6 +184,12 @@ struct FenceResult {
   /// The ALTER SYSTEM value of default_transaction_read_only before the fence; unset when
   /// postgresql.auto.conf had none (unfence then RESETs it).
   std::optional<std::string> previous_setting;
+  /// From the fence record: every database that allowed connections when blue was fenced,
+  /// with the connection limit unfence puts back.
+  std::vector<FencedDatabase> databases;
+  /// From the fence record: the non-superuser REPLICATION roles made NOLOGIN (their logical
+  /// walsender logins pass connection limits), which unfence makes LOGIN again.
+  std::vector<std::string> logins_disabled;
   std::vector<TerminatedBackend> terminated;
   double seconds = 0;
 
@@ -189,6 +203,8 @@ struct FenceState {
   std::string fenced_at;
   std::string label;
   std::optional<std::string> previous_setting;
+  std::vector<FencedDatabase> databases;      // from the record, as in FenceResult
+  std::vector<std::string> logins_disabled;   // from the record, as in FenceResult
   std::string default_transaction_read_only;  // the value a new session would get
 
   [[nodiscard]] boost::json::value to_json() const;

@@ -43,7 +43,8 @@ struct Settings {
   /// `<prefix>_ddl_end` / `<prefix>_ddl_drop`. Lower-case letters, digits and '_' only.
   std::string name_prefix = "pgflip";
 
-  /// Connections of the manager carry this application_name; the fence never terminates them.
+  /// Connections of the manager carry this application_name (seen in pg_stat_activity); the
+  /// fence keeps pgflip's own connections by pid, never by this name, which anyone can claim.
   std::string application_name = "pgflip-replication";
 
   std::int64_t retained_wal_alarm_bytes = std::int64_t{1} << 30;

@@ -137,8 +137,15 @@ std::string create_fence_table(const ObjectNames& names) {
          "  id int PRIMARY KEY DEFAULT 1 CHECK (id = 1),\n"
          "  fenced_at timestamptz NOT NULL DEFAULT clock_timestamp(),\n"
          "  label text,\n"
-         "  previous_setting text\n"
-         ");\n";
+         "  previous_setting text,\n"
+         // {"databases": [{"oid", "database", "limit"}], "logins": [{"oid", "role"}]}: each
+         // database's datconnlimit before the fence set it to 0, and the REPLICATION roles it
+         // made NOLOGIN, so unfence restores them exactly.
+         "  previous_access jsonb\n"
+         ");\n"
+         // Tables made by a pgflip that did not block logins yet.
+         "ALTER TABLE " +
+         s + ".fence ADD COLUMN IF NOT EXISTS previous_access jsonb;\n";
 }
 
 std::string create_ddl_log_function(const ObjectNames& names) {

@@ -17,7 +17,7 @@ namespace pgflip::replication::sql {
 /// sentinel rows), ddl_log, fence. Idempotent.
 [[nodiscard]] std::string create_pgflip_tables(const ObjectNames& names);
 /// The schema and the fence table only (blue's maintenance database, where the fence record
-/// lives). Idempotent.
+/// lives). Idempotent; adds the previous_access column to an older table.
 [[nodiscard]] std::string create_fence_table(const ObjectNames& names);
 /// The SECURITY DEFINER event-trigger function that records DDL into <schema>.ddl_log.
 [[nodiscard]] std::string create_ddl_log_function(const ObjectNames& names);

@@ -88,13 +88,14 @@ std::int64_t scalar(PgConnection& conn, const std::string& sql) {
 }
 
 AppConnection::AppConnection(const ServerLogin& login, const std::string& database,
-                             const std::string& application_name)
+                             const std::string& application_name, const std::string& replication)
     : conn_(nullptr, &PQfinish) {
   const std::string info = conninfo_string({{"host", login.host},
                                             {"port", std::to_string(login.port)},
                                             {"user", login.user},
                                             {"dbname", database},
-                                            {"application_name", application_name}});
+                                            {"application_name", application_name},
+                                            {"replication", replication}});
   conn_.reset(PQconnectdb(info.c_str()));
   if (PQstatus(conn_.get()) != CONNECTION_OK) {
     throw std::runtime_error("app connection failed: " + std::string(PQerrorMessage(conn_.get())));
@@ -108,6 +109,26 @@ std::string AppConnection::run(const std::string& sql) {
   const char* code = r ? PQresultErrorField(r.get(), PG_DIAG_SQLSTATE) : nullptr;
   if (code != nullptr) return code;
   return "connection";
+}
+
+ServerLogin as_user(const ServerLogin& login, const std::string& user) {
+  ServerLogin l = login;
+  l.user = user;
+  l.password.clear();
+  return l;
+}
+
+std::string login_refusal(const ServerLogin& login, const std::string& database,
+                          const std::string& replication) {
+  const std::string info = conninfo_string({{"host", login.host},
+                                            {"port", std::to_string(login.port)},
+                                            {"user", login.user},
+                                            {"dbname", database},
+                                            {"application_name", "app"},
+                                            {"replication", replication}});
+  std::unique_ptr<PGconn, decltype(&PQfinish)> conn(PQconnectdb(info.c_str()), &PQfinish);
+  if (PQstatus(conn.get()) == CONNECTION_OK) return "";
+  return PQerrorMessage(conn.get());
 }
 
 TestDatabase::TestDatabase(std::string_view base, bool also_on_green) : name_(unique_name(base)) {

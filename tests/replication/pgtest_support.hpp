@@ -41,8 +41,9 @@ struct ClusterEnv {
 /// A plain client connection, as an application would open it (no pgflip options).
 class AppConnection {
  public:
+  /// `replication` = "database" opens a logical walsender connection (which also runs SQL).
   AppConnection(const ServerLogin& login, const std::string& database,
-                const std::string& application_name = "app");
+                const std::string& application_name = "app", const std::string& replication = "");
   /// Runs `sql`; returns "" on success, else the SQLSTATE (or "connection" when the
   /// connection is gone).
   [[nodiscard]] std::string run(const std::string& sql);
@@ -51,6 +52,15 @@ class AppConnection {
  private:
   std::unique_ptr<PGconn, decltype(&PQfinish)> conn_;
 };
+
+/// `login` with another user name (same host, port, no password: the test servers trust local
+/// logins).
+[[nodiscard]] ServerLogin as_user(const ServerLogin& login, const std::string& user);
+
+/// Tries to log in (`replication` as for AppConnection); returns "" when the login works (and
+/// closes it), else libpq's message.
+[[nodiscard]] std::string login_refusal(const ServerLogin& login, const std::string& database,
+                                        const std::string& replication = "");
 
 /// A database on blue (and, if asked, an empty one on green) that is cleaned up (pgflip
 /// cleanup, then DROP DATABASE ... WITH (FORCE) on both sides) when the test ends.

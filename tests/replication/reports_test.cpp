@@ -80,10 +80,14 @@ TEST_CASE("fence, sentinel, sequences, init and cleanup results render") {
   FenceResult f;
   f.action = FenceAction::kFenced;
   f.previous_setting = std::nullopt;
-  f.terminated.push_back({42, "app", "appdb", "psql"});
+  f.terminated.push_back({42, "app", "appdb", "psql", "client backend"});
+  f.databases.push_back({"appdb", 16384, 7});
   CHECK(f.to_json().at("action").as_string() == "fenced");
   CHECK(f.to_json().at("previous_setting").is_null());
+  CHECK(f.to_json().at("databases").at(0).at("previous_connection_limit").as_int64() == 7);
+  CHECK(f.to_json().at("terminated").at(0).at("backend_type").as_string() == "client backend");
   CHECK(f.to_table().find("psql") != std::string::npos);
+  CHECK(f.to_table().find("CONNECTION LIMIT 0") != std::string::npos);
 
   SentinelResult s{"switchover-1", {{"app", 7, 0.0123}}, 0.02};
   CHECK(s.to_json().at("databases").at(0).at("id").as_int64() == 7);

@@ -97,7 +97,11 @@ TEST_CASE("switchover steps in order over one watch: fence keeps the walsender a
   SentinelWatch watch = m.watch_sentinels();
   AppConnection app(cluster().blue, db.name());
   REQUIRE(app.run("INSERT INTO orders (v) SELECT g FROM generate_series(1, 50) g") == "");
-  const FenceResult fenced = m.fence(labelled("steps"), watch);
+  // The fence keeps pgflip's connections by pid (the watch's on its own, this test's `b`
+  // because it says so), never by application_name.
+  FenceOptions fence = labelled("steps");
+  fence.keep_pids.push_back(b.backend_pid());
+  const FenceResult fenced = m.fence(fence, watch);
   CHECK(std::any_of(fenced.terminated.begin(), fenced.terminated.end(),
                     [&](const TerminatedBackend& t) { return t.pid == app.backend_pid(); }));
   CHECK(std::none_of(fenced.terminated.begin(), fenced.terminated.end(),
