@@ -263,6 +263,26 @@ class SwitchoverTestCase(harness.PgflipTestCase):
         with self.cluster.connect(dbname=db) as conn:
             conn.execute("INSERT INTO so_probe (note) VALUES ('direct write on blue')")
 
+    def restore_fenced_access(self, conn):
+        """What a fence left (blue stays fenced after a committed switchover): each database's
+        connection limit and each REPLICATION role's LOGIN back as the fence record says, so the
+        other tests' non-superuser logins work."""
+        table = f'"{self.prefix}".fence'
+        if conn.execute("SELECT to_regclass(%s)", (table,)).fetchone()[0] is None:
+            return
+        row = conn.execute(f"SELECT to_jsonb(f) -> 'previous_access' FROM {table} f").fetchone()
+        access = (row[0] if row else None) or {}
+        for d in access.get("databases", []):
+            name = conn.execute("SELECT datname FROM pg_database WHERE oid = %s",
+                                (d["oid"],)).fetchone()
+            if name:
+                conn.execute(f'ALTER DATABASE "{name[0]}" CONNECTION LIMIT {int(d["limit"])}')
+        for r in access.get("logins", []):
+            name = conn.execute("SELECT rolname FROM pg_roles WHERE oid = %s",
+                                (r["oid"],)).fetchone()
+            if name:
+                conn.execute(f'ALTER ROLE "{name[0]}" LOGIN')
+
     def reset_clusters(self):
         """Safety net after each test: no replication objects of this test left, databases
         dropped, blue unfenced. Works whatever state the test left."""
@@ -285,6 +305,7 @@ class SwitchoverTestCase(harness.PgflipTestCase):
             conn.execute("SET default_transaction_read_only = off")
             conn.execute("ALTER SYSTEM RESET default_transaction_read_only")
             conn.execute("SELECT pg_reload_conf()")
+            self.restore_fenced_access(conn)
             conn.execute(f'DROP SCHEMA IF EXISTS "{self.prefix}" CASCADE')
             for _ in range(100):
                 slots = conn.execute(
