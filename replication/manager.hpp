@@ -141,9 +141,10 @@ class Manager {
 
   /// Fences blue: records the fence (the read-only setting and every database's connection
   /// limit as they were), ALTER SYSTEM SET default_transaction_read_only = on, reload (waits
-  /// until applied), CONNECTION LIMIT 0 on every database that allows connections (blocks new
-  /// non-superuser logins), waits for logins already past that check, then terminates the
-  /// other backends (FenceOptions::terminate_backends). Idempotent.
+  /// until applied), CONNECTION LIMIT 0 on every database that allows connections and NOLOGIN
+  /// for non-superuser REPLICATION roles (no new non-superuser login, walsenders included),
+  /// waits for logins already past those checks, then terminates the other backends
+  /// (FenceOptions::terminate_backends). Needs a superuser login. Idempotent.
   [[nodiscard]] FenceResult fence(const FenceOptions& options = {});
   /// The same over the watch's connection to blue (a switchover's: no login while parked).
   [[nodiscard]] FenceResult fence(const FenceOptions& options, SentinelWatch& watch);
