@@ -13,12 +13,23 @@ using Clock = std::chrono::steady_clock;
 
 /// What a parked session holds on its blue backend that must exist on green too.
 struct Session::CapturedState {
-  std::vector<std::pair<std::string, std::string>> settings;  // pg_settings, source = session
-  std::vector<std::string> sql_prepares;                      // full PREPARE statements
-  std::vector<std::string> protocol_statements;               // names still prepared on blue
-  std::vector<std::string> channels;                          // LISTEN
-  std::vector<std::string> advisory_locks;                    // pg_try_advisory_lock... calls
-  std::string unmovable;  // why the session cannot move, or empty
+  struct Setting {
+    std::string name;
+    std::string value;
+    // Whether the session's current identity may set it. If not, a more privileged identity
+    // set it before lowering itself (a superuser login, then SET ROLE): green sets it as the
+    // login user, before the identity.
+    bool identity_may_set = true;
+  };
+  std::vector<Setting> settings;  // pg_settings, source = session
+  // role and session_authorization are GUC_NO_SHOW_ALL: never in pg_settings, read directly.
+  std::string session_authorization;      // SET SESSION AUTHORIZATION target; empty: the login user
+  std::string role;                       // SET ROLE target; empty: NONE
+  std::vector<std::string> sql_prepares;  // full PREPARE statements
+  std::vector<std::string> protocol_statements;  // names still prepared on blue
+  std::vector<std::string> channels;             // LISTEN
+  std::vector<std::string> advisory_locks;       // pg_try_advisory_lock... calls
+  std::string unmovable;                         // why the session cannot move, or empty
   std::int32_t backend_pid = 0;
 };
 
@@ -162,7 +173,8 @@ void Session::terminate_for_switchover(std::string message) {
 
 awaitable<std::string> Session::capture_state(CapturedState& state) {
   static const std::string kCaptureSql =
-      "SELECT name, setting FROM pg_catalog.pg_settings WHERE source = 'session' AND name NOT IN "
+      "SELECT name, setting, context = 'user' OR pg_catalog.has_parameter_privilege(current_user, "
+      "name, 'SET') FROM pg_catalog.pg_settings WHERE source = 'session' AND name NOT IN "
       "('transaction_isolation', 'transaction_read_only', 'transaction_deferrable');"
       "SELECT name, statement, from_sql FROM pg_catalog.pg_prepared_statements;"
       "SELECT pg_catalog.pg_listening_channels();"
@@ -170,16 +182,23 @@ awaitable<std::string> Session::capture_state(CapturedState& state) {
       "'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted;"
       "SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relpersistence = 't' AND "
       "relnamespace = pg_catalog.pg_my_temp_schema()), (SELECT count(*) FROM "
-      "pg_catalog.pg_cursors WHERE is_holdable), pg_catalog.pg_backend_pid();";
+      "pg_catalog.pg_cursors WHERE is_holdable), pg_catalog.pg_backend_pid();"
+      // The backend's user in pg_stat_activity stays the login user whatever SET SESSION
+      // AUTHORIZATION did; the role is 'none' unless a SET ROLE (or a default) is in force.
+      "SELECT session_user, current_user, pg_catalog.current_setting('role') <> 'none', "
+      "(SELECT usesysid FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid())) IS "
+      "DISTINCT FROM (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user);";
   std::string query;
   proto::encode(proto::Query{kCaptureSql}, query);
   QueryResult result = co_await exchange(server_, query, 1);
   if (!result.passthrough.empty()) co_await write_client(std::move(result.passthrough));
   if (!result.error.empty()) co_return "state capture on blue failed: " + result.error;
-  if (result.sets.size() != 5) co_return "state capture on blue returned unexpected results";
+  if (result.sets.size() != 6) co_return "state capture on blue returned unexpected results";
 
   for (const auto& row : result.sets[0]) {
-    if (row.size() == 2 && row[0] && row[1]) state.settings.emplace_back(*row[0], *row[1]);
+    if (row.size() == 3 && row[0] && row[1]) {
+      state.settings.push_back({*row[0], *row[1], !row[2] || *row[2] == "t"});
+    }
   }
   for (const auto& row : result.sets[1]) {
     if (row.size() != 3 || !row[0] || !row[1] || !row[2]) continue;
@@ -214,24 +233,40 @@ awaitable<std::string> Session::capture_state(CapturedState& state) {
     }
     if (row[2]) state.backend_pid = std::stoi(*row[2]);
   }
+  // Without its identity a session would continue on green as its login role: never move it so.
+  if (result.sets[5].size() != 1 || result.sets[5][0].size() != 4) {
+    co_return "state capture on blue returned no session identity";
+  }
+  const auto& identity = result.sets[5][0];
+  for (const auto& column : identity) {
+    if (!column) co_return "state capture on blue returned no session identity";
+  }
+  if (*identity[3] == "t") state.session_authorization = *identity[0];
+  if (*identity[2] == "t") state.role = *identity[1];  // current_user is the role at top level
   co_return std::string{};
 }
 
 awaitable<std::string> Session::replay_state(ServerLogin& green, const CapturedState& state) {
-  // Identity first: SET SESSION AUTHORIZATION and SET ROLE decide what the rest may do.
   std::string sql;
-  auto set = [&](const std::string& name, const std::string& value) {
-    sql += "SELECT pg_catalog.set_config(" + dollar_quote(name) + ", " + dollar_quote(value) +
-           ", false);";
+  auto set = [&](const CapturedState::Setting& setting) {
+    sql += "SELECT pg_catalog.set_config(" + dollar_quote(setting.name) + ", " +
+           dollar_quote(setting.value) + ", false);";
   };
-  for (const auto& [name, value] : state.settings) {
-    if (name == "session_authorization") set(name, value);
+  // What the session's identity may not set was set by a more privileged one before it: set
+  // it now, as the login user.
+  for (const auto& setting : state.settings) {
+    if (!setting.identity_may_set) set(setting);
   }
-  for (const auto& [name, value] : state.settings) {
-    if (name == "role") set(name, value);
+  // Identity next, SET SESSION AUTHORIZATION first (it ends any SET ROLE). NONE is said too:
+  // green's login may have put a default role in force (ALTER ROLE ... SET role) that the
+  // session left on blue.
+  if (!state.session_authorization.empty()) {
+    sql += "SET SESSION AUTHORIZATION " + quote_ident(state.session_authorization) + ";";
   }
-  for (const auto& [name, value] : state.settings) {
-    if (name != "role" && name != "session_authorization") set(name, value);
+  sql += state.role.empty() ? "SET ROLE NONE;" : "SET ROLE " + quote_ident(state.role) + ";";
+  // The rest as the session's own identity, as on blue.
+  for (const auto& setting : state.settings) {
+    if (setting.identity_may_set) set(setting);
   }
   for (const auto& prepare : state.sql_prepares) sql += prepare + ";";
   for (const auto& channel : state.channels) sql += "LISTEN " + quote_ident(channel) + ";";

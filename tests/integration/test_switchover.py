@@ -1,7 +1,8 @@
 """Switchover under load: pgbench TPC-B through pgflip in simple, extended and prepared mode is
 moved from blue (PostgreSQL 15) to green (PostgreSQL 17) in the middle of its run with no failed
 transaction, and the TPC-B invariant holds on green; a psycopg session keeps its state (settings,
-prepared statements of both kinds, LISTEN, advisory locks) across the switchover.
+prepared statements of both kinds, LISTEN, advisory locks) and its identity (SET ROLE, SET SESSION
+AUTHORIZATION, with the rows row-level security lets it see) across the switchover.
 
 SwitchoverTestCase (also used by test_switchover_failures.py) gives each test its own database(s)
 on the shared clusters, its own pgflip (own replication name prefix, own state file) and, after
@@ -17,6 +18,7 @@ import time
 import uuid
 
 import psycopg
+from psycopg import sql
 
 import harness
 from harness import run, wait_until
@@ -496,6 +498,177 @@ class SessionStateTest(SwitchoverTestCase):
         self.assertEqual(holder.query("SELECT count(*) FROM scratch"), [["0"]])
         self.assertTrue(movable.execute("SHOW server_version").fetchone()[0].startswith("15"))
         self.assertEqual(self.blue_read_only(), "off")
+
+
+
+class SessionIdentityTest(SwitchoverTestCase):
+    """SET ROLE and SET SESSION AUTHORIZATION move with the session: PostgreSQL hides `role` and
+    `session_authorization` from pg_settings, so a capture that reads only pg_settings would
+    land the session on green as its login role (more privileges, other RLS rows)."""
+
+    LOGIN = "app_trust"  # a trust login on both servers (scripts/pgcluster)
+
+    def setUp(self):
+        # Registered before SwitchoverTestCase's reset_clusters: runs after it, once the test's
+        # databases (and so its grants and policies) are gone on both sides.
+        self._roles = []
+        self.addCleanup(self.drop_roles)
+        super().setUp()
+
+    def create_role(self, label, granted_to=()):
+        """A NOLOGIN role on both servers (green's schema copy needs it for GRANTs and policies),
+        granted to the roles `granted_to`; its name needs quoting (a space, double quotes)."""
+        name = f"it {label} \"{uuid.uuid4().hex[:6]}\""
+        self._roles.append(name)
+        for env in ("blue", "green"):
+            with self.cluster.connect(env) as conn:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+                for member in granted_to:
+                    conn.execute(sql.SQL("GRANT {} TO {}").format(
+                        sql.Identifier(name), sql.Identifier(member)))
+        return name
+
+    def drop_roles(self):
+        for env in ("blue", "green"):
+            with self.cluster.connect(env) as conn:
+                for name in reversed(self._roles):
+                    conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(name)))
+
+    def rls_database(self, label, roles):
+        """A database with table `notes` under a row-level security policy keyed on
+        current_user: one row owned by each of `roles`, readable by all of them."""
+        db = self.new_database(label)
+        with self.cluster.connect(dbname=db) as conn:
+            conn.execute("CREATE TABLE notes (id int PRIMARY KEY, owner name NOT NULL, v text)")
+            for i, role in enumerate(roles):
+                conn.execute("INSERT INTO notes VALUES (%s, %s, %s)", (i, role, f"note {i}"))
+                conn.execute(sql.SQL("GRANT SELECT ON notes TO {}").format(sql.Identifier(role)))
+            conn.execute("ALTER TABLE notes ENABLE ROW LEVEL SECURITY")
+            conn.execute("CREATE POLICY own_notes ON notes USING (owner = current_user)")
+        return db
+
+    def identity(self, session):
+        return session.execute("SELECT session_user, current_user, "
+                               "current_setting('role')").fetchone()
+
+    def visible_notes(self, session):
+        return [r[0] for r in session.execute("SELECT owner FROM notes ORDER BY id")]
+
+    def switch_to_green(self, proxy, sessions):
+        so = self.switchover(proxy, "--timeout", "20")
+        self.assertEqual(so.returncode, 0, str(so))
+        self.assertEqual(so.result["sessions"]["moved"], sessions, str(so))
+        self.assertEqual(so.result["sessions"]["ended"], 0, str(so))
+        return so
+
+    def on_green(self, session):
+        self.assertTrue(session.execute("SHOW server_version").fetchone()[0].startswith("17"))
+
+    def test_role_and_session_authorization_move(self):
+        reader = self.create_role("Reader", granted_to=[self.LOGIN])
+        tenant = self.create_role("tenant")
+        tenant_reader = self.create_role("tenant reader", granted_to=[tenant])
+        db = self.rls_database("identity", [self.LOGIN, reader, tenant, tenant_reader])
+        proxy = self.start_switchover_pgflip([db])
+        self.replication_init(proxy)
+
+        def session(user):
+            s = proxy.connect(user=user, dbname=db)
+            self.addCleanup(s.close)
+            return s
+
+        def set_role(s, role):
+            s.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(role)))
+
+        def set_authorization(s, role):
+            s.execute(sql.SQL("SET SESSION AUTHORIZATION {}").format(sql.Identifier(role)))
+
+        # 1. A login that lowered itself with SET ROLE (PostgREST-style).
+        with_role = session(self.LOGIN)
+        set_role(with_role, reader)
+        # 2. A superuser login that took another identity with SET SESSION AUTHORIZATION,
+        #    after setting a parameter only a superuser may set.
+        with_authorization = session("postgres")
+        with_authorization.execute("SET log_min_duration_statement = 4321")
+        set_authorization(with_authorization, tenant)
+        # 3. Both: SET SESSION AUTHORIZATION, then SET ROLE to a role of the new session user.
+        with_both = session("postgres")
+        with_both.execute("SET search_path = public, pg_catalog")
+        set_authorization(with_both, tenant)
+        set_role(with_both, tenant_reader)
+        # 4. SET ROLE undone by RESET ROLE: back to the login role.
+        role_reset = session(self.LOGIN)
+        set_role(role_reset, reader)
+        role_reset.execute("RESET ROLE")
+
+        expected = {
+            "SET ROLE": (with_role, (self.LOGIN, reader, reader), [reader]),
+            "SET SESSION AUTHORIZATION": (with_authorization, (tenant, tenant, "none"), [tenant]),
+            "both": (with_both, (tenant, tenant_reader, tenant_reader), [tenant_reader]),
+            "RESET ROLE": (role_reset, (self.LOGIN, self.LOGIN, "none"), [self.LOGIN]),
+        }
+        for what, (s, ident, rows) in expected.items():  # as they are on blue
+            self.assertEqual(self.identity(s), ident, f"{what}, on blue")
+            self.assertEqual(self.visible_notes(s), rows, f"{what}, on blue")
+
+        self.switch_to_green(proxy, len(expected))
+
+        for what, (s, ident, rows) in expected.items():
+            with self.subTest(what):
+                self.on_green(s)
+                self.assertEqual(self.identity(s), ident, f"{what}: identity on green")
+                self.assertEqual(self.visible_notes(s), rows, f"{what}: RLS rows on green")
+        with self.subTest("settings"):
+            # Replayed around the identity: the superuser-only one as the login user (the
+            # tenant may not set it), the others as the session's own identity.
+            self.assertEqual(with_authorization.execute(
+                "SHOW log_min_duration_statement").fetchone()[0], "4321ms")
+            self.assertEqual(with_both.execute("SHOW search_path").fetchone()[0],
+                             "public, pg_catalog")
+        with self.subTest("ParameterStatus"):  # the client's view matches green's
+            self.assertEqual(
+                with_authorization.info.parameter_status("session_authorization"), tenant)
+            self.assertEqual(with_authorization.info.parameter_status("is_superuser"), "off")
+        with self.subTest("RESET"):  # back to the login, on green as on blue
+            with_role.execute("RESET ROLE")
+            self.assertEqual(self.identity(with_role), (self.LOGIN, self.LOGIN, "none"))
+            self.assertEqual(self.visible_notes(with_role), [self.LOGIN])
+            with_authorization.execute("RESET SESSION AUTHORIZATION")
+            self.assertEqual(self.identity(with_authorization)[:2], ("postgres", "postgres"))
+
+    def test_role_none_over_a_default_role(self):
+        """A default role from ALTER ROLE ... IN DATABASE ... SET role (source 'database user',
+        not 'session'): green's login applies it too, so a session that left it with SET ROLE
+        NONE must be told so again on green."""
+        reader = self.create_role("default reader", granted_to=[self.LOGIN])
+        db = self.rls_database("defrole", [self.LOGIN, reader])
+        proxy = self.start_switchover_pgflip([db])
+        self.replication_init(proxy)  # creates the database on green
+        for env in ("blue", "green"):
+            with self.cluster.connect(env) as conn:
+                conn.execute(sql.SQL("ALTER ROLE {} IN DATABASE {} SET role = {}").format(
+                    sql.Identifier(self.LOGIN), sql.Identifier(db), sql.Literal(reader)))
+
+        kept = proxy.connect(user=self.LOGIN, dbname=db)
+        self.addCleanup(kept.close)
+        left = proxy.connect(user=self.LOGIN, dbname=db)
+        self.addCleanup(left.close)
+        left.execute("SET ROLE NONE")
+        self.assertEqual(self.identity(kept), (self.LOGIN, reader, reader))
+        self.assertEqual(self.identity(left), (self.LOGIN, self.LOGIN, "none"))
+
+        self.switch_to_green(proxy, 2)
+
+        self.on_green(kept)
+        self.assertEqual(self.identity(kept), (self.LOGIN, reader, reader))
+        self.assertEqual(self.visible_notes(kept), [reader])
+        self.on_green(left)
+        self.assertEqual(self.identity(left), (self.LOGIN, self.LOGIN, "none"),
+                         "SET ROLE NONE on blue: green's default role must not come back")
+        self.assertEqual(self.visible_notes(left), [self.LOGIN])
+        # RESET ROLE returns to the default on green as it would have on blue.
+        left.execute("RESET ROLE")
+        self.assertEqual(self.identity(left), (self.LOGIN, reader, reader))
 
 
 if __name__ == "__main__":
