@@ -34,6 +34,14 @@ PgConnection Manager::connect_maintenance(Side side, std::string_view step) cons
   return PgConnection::open(login, login.maintenance_db, connect_options_, step);
 }
 
+std::string Manager::system_identifier(Side side) const {
+  PgConnection conn = connect_maintenance(side, "system_identifier");
+  return conn
+      .exec("SELECT system_identifier::text FROM pg_catalog.pg_control_system()",
+            "system_identifier")
+      .text(0, 0);
+}
+
 std::vector<std::string> Manager::databases() const {
   PgConnection blue = connect_maintenance(Side::kBlue, "databases");
   std::vector<std::string> out;

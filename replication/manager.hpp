@@ -112,6 +112,8 @@ class SentinelWatch {
 /// connect timeout and their own deadlines. Not thread-safe: call from one thread at a time.
 class Manager {
  public:
+  enum class Side { kBlue, kGreen };
+
   /// Throws ReplicationError(kState) on an invalid name prefix or an empty application_name.
   explicit Manager(Settings settings);
 
@@ -154,6 +156,12 @@ class Manager {
   [[nodiscard]] FenceResult unfence(std::chrono::milliseconds timeout = std::chrono::seconds(10));
   [[nodiscard]] FenceState fence_state() const;
 
+  /// The server's pg_control_system().system_identifier (decimal digits): what tells one
+  /// cluster from another whatever its address (a copy made by pg_basebackup keeps it; initdb
+  /// makes a new one). pg_control_system() is executable by every role. Throws
+  /// ReplicationError when the server cannot be reached.
+  [[nodiscard]] std::string system_identifier(Side side) const;
+
   /// Writes a sentinel row labelled `label` into every database on blue, then polls green
   /// every `poll_interval` until each one shows it. Throws ReplicationError(kTimeout).
   [[nodiscard]] SentinelResult write_sentinel_and_wait(
@@ -175,7 +183,6 @@ class Manager {
   [[nodiscard]] CleanupReport cleanup(const CleanupOptions& options = {});
 
  private:
-  enum class Side { kBlue, kGreen };
   struct DatabaseInfo {
     std::string name;
     std::uint32_t blue_oid = 0;
