@@ -27,6 +27,7 @@ class ManagerServers final : public SwitchoverServers {
       : config_(config), manager_(replication_settings(config)) {}
 
   std::vector<std::string> guardrail_problems() override {
+    identities_ = read_identities(manager_, config_);  // what the commit records
     std::vector<std::string> problems;
     const auto& limits = config_.switchover;
     const auto status = manager_.status();
@@ -97,9 +98,13 @@ class ManagerServers final : public SwitchoverServers {
   std::size_t copy_sequences() override { return manager_.copy_sequences(*watch_).count(); }
   void cleanup() override { (void)manager_.cleanup(); }
 
+  /// Both servers' identities, read by the guardrails (before anyone is parked).
+  [[nodiscard]] const std::optional<Identities>& identities() const { return identities_; }
+
  private:
   const config::Config& config_;
   replication::Manager manager_;
+  std::optional<Identities> identities_;
   std::optional<replication::SentinelWatch> watch_;
 };
 
@@ -138,7 +143,7 @@ bool Switchover::request_abort() {
 void Switchover::recover() {
   const auto snapshot = context_.config();
   const auto& config = *snapshot;
-  const auto state = load_active_state(config.switchover.state_file);
+  const auto state = load_verified_state(config);  // refuses another deployment's file
   if (state && state->active == "green") {
     if (!config.green) {
       throw std::runtime_error("state file " + config.switchover.state_file +
@@ -184,7 +189,15 @@ std::variant<SwitchoverReport, SwitchoverRefusal> Switchover::run(
   const std::string id = "so-" + std::to_string(std::time(nullptr)) + "-" +
                          std::to_string(context_.next_session_id.load());
   const std::string path = config->switchover.state_file;
-  SwitchoverStateFile state_file{[path](const ActiveState& s) { store_active_state(path, s); },
+  ManagerServers servers(*config);
+  SwitchoverStateFile state_file{[path, &servers](ActiveState state) {
+                                   // The file says which blue and green it speaks of.
+                                   if (const auto& ids = servers.identities()) {
+                                     state.blue = ids->blue;
+                                     state.green = ids->green;
+                                   }
+                                   return store_active_state(path, state);
+                                 },
                                  [path] { return load_active_state(path); }};
   SwitchoverObserver observed{[&](const StepRecord& step) {
                                 context_.metrics.switchover_step(
@@ -194,7 +207,6 @@ std::variant<SwitchoverReport, SwitchoverRefusal> Switchover::run(
                                 if (observer.step_done) observer.step_done(step);
                               },
                               observer.rolled_back};
-  ManagerServers servers(*config);
   SessionFleet fleet(context_);
   SwitchoverMachine machine(id, config, options, servers, fleet, context_.router,
                             std::move(state_file), std::move(observed));

@@ -402,7 +402,8 @@ void SwitchoverMachine::sequences() {
 
 void SwitchoverMachine::commit() {
   const auto previous = router_.active();
-  const ActiveState state{"green", previous.epoch + 1, id_, utc_now()};
+  const ActiveState state{"green", previous.epoch + 1, id_, utc_now(), {}, {}};
+  std::string durability;
   {
     // The commit point, under the lock request_abort() takes: an abort is either accepted
     // before the state file is written (and the run rolls back), or refused after.
@@ -410,7 +411,7 @@ void SwitchoverMachine::commit() {
     if (phase_ == Phase::kAbortRequested)
       throw StepFailure{Step::kCommit, "aborted by the operator"};
     try {
-      state_file_.store(state);
+      durability = state_file_.store(state);
     } catch (const std::exception& error) {
       // The rename may have happened before the failure (a failed directory fsync): if the
       // file already says green, a restart would serve green, so this run must too.
@@ -429,7 +430,8 @@ void SwitchoverMachine::commit() {
   }
   router_.set_active(Router::Active{"green", *cfg_.green, previous.epoch + 1});
   step_detail_ = "state file " + cfg_.switchover.state_file + " says green (epoch " +
-                 std::to_string(previous.epoch + 1) + ")";
+                 std::to_string(previous.epoch + 1) + ")" + (durability.empty() ? "" : "; ") +
+                 durability;
 }
 
 void SwitchoverMachine::flip() {

@@ -78,7 +78,10 @@ inline constexpr std::chrono::seconds kStragglerEndTimeout{2};
 
 /// The durable state file, as the machine uses it.
 struct SwitchoverStateFile {
-  std::function<void(const ActiveState&)> store;     // durable when it returns
+  /// Writes the state; throws when it failed before the rename (the old file is intact).
+  /// Returns a note when the new file is in place but its durability is in doubt (a failed
+  /// directory fsync): the run rolls forward and reports it.
+  std::function<std::string(ActiveState)> store;
   std::function<std::optional<ActiveState>()> load;  // after a failed store
 };
 

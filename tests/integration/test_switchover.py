@@ -379,6 +379,14 @@ class PgbenchSwitchoverTest(SwitchoverTestCase):
                              0, "the subscription should be dropped after the switchover")
         state = json.loads(pathlib.Path(proxy.overrides["switchover"]["state_file"]).read_text())
         self.assertEqual(state.get("active"), "green", state)
+        # The commit records which servers it speaks of (read before clients were parked).
+        for env in ("blue", "green"):
+            with self.cluster.connect(env) as conn:
+                system_identifier = str(conn.execute(
+                    "SELECT system_identifier FROM pg_control_system()").fetchone()[0])
+            self.assertEqual(state.get(env), {"system_identifier": system_identifier,
+                                              "host": "127.0.0.1", "port": self.cluster.port(env),
+                                              "database": ""}, state)
 
     def test_simple(self):
         self.tpcb_switchover("simple")

@@ -237,6 +237,35 @@ class CrashTest(FailureCase):
         self.assertEqual(client.execute("SELECT count(*) FROM t").fetchone(), (3,))
 
 
+class CommitDurabilityTest(FailureCase):
+    def test_directory_fsync_failure_after_the_rename_rolls_forward(self):
+        """The state file is renamed into place, then its directory's fsync fails: the file
+        says green, so blue must stay fenced and the clients go to green (rolling back would
+        leave a writable blue under a file that sends a restarted pgflip to green)."""
+        db = self.new_database("dirfsync")
+        proxy = self.make_pgflip([db])
+        proxy.env = {"PGFLIP_TEST_STATE_DIR_FSYNC_FAILS": "1"}
+        self.addCleanup(proxy.stop)
+        self.start_and_wait_admin(proxy)
+        self.replication_init(proxy)
+        client = proxy.connect(dbname=db)
+        self.addCleanup(client.close)
+        client.execute("INSERT INTO so_probe (note) VALUES ('before')")
+        so = self.switchover(proxy, "--timeout", "20")
+        self.assertEqual(so.returncode, 0, str(so))
+        self.assertEqual(so.result.get("outcome"), "committed", str(so))
+        commit = [e["data"] for e in so.events if e.get("event") == "step"
+                  and isinstance(e.get("data"), dict) and e["data"].get("step") == "commit"]
+        self.assertEqual(len(commit), 1, str(so))
+        self.assertIn("fsync of directory", commit[0]["detail"])
+        self.assertIn("fsync of directory", proxy.log_text())
+        state = json.loads(pathlib.Path(proxy.overrides["switchover"]["state_file"]).read_text())
+        self.assertEqual(state.get("active"), "green", state)
+        self.assertEqual(self.blue_read_only(), "on", "blue must stay fenced after the rename")
+        self.assertEqual(self.status(proxy)["active"], "green")
+        self.assertTrue(client.execute("SHOW server_version").fetchone()[0].startswith("17"))
+
+
 class StragglerTest(FailureCase):
     def straggler_database(self, label):
         db = self.new_database(label)

@@ -151,6 +151,7 @@ struct Harness {
                                           if (store_fails_after_rename) {
                                             throw std::runtime_error("cannot fsync directory");
                                           }
+                                          return store_note;
                                         },
                                         [this] { return stored; }},
                     SwitchoverObserver{[this](const StepRecord& r) { steps.push_back(r.step); },
@@ -168,6 +169,7 @@ struct Harness {
   std::optional<ActiveState> stored;
   bool store_fails = false;
   bool store_fails_after_rename = false;
+  std::string store_note;  // what store() says of the file's durability
   std::vector<Step> steps;
   std::string rolled_back;
 };
@@ -341,6 +343,15 @@ TEST_CASE("past the commit point the run only rolls forward") {
     CHECK(r.outcome == SwitchoverOutcome::kCommitted);
     CHECK(r.steps.back().detail.find("replication cleanup failed") == 0);
     CHECK(h.router.active().name == "green");
+  }
+  SUBCASE("a store whose durability is in doubt rolls forward and says so") {
+    Harness h;
+    h.store_note = "directory fsync failed: check the disk";
+    const auto r = h.run();
+    CHECK(r.outcome == SwitchoverOutcome::kCommitted);
+    REQUIRE(r.steps.size() == kStepCount);
+    CHECK(r.steps[static_cast<std::size_t>(Step::kCommit)].detail.find(h.store_note) !=
+          std::string::npos);
   }
   SUBCASE("a store that failed after its rename rolls forward: the file already says green") {
     Harness h;
