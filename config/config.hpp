@@ -229,7 +229,8 @@ struct SwitchoverSettings {
   StragglerPolicy on_straggler = StragglerPolicy::kAbort;
   /// switchover.unmovable_sessions = "terminate" | "abort".
   UnmovablePolicy unmovable_sessions = UnmovablePolicy::kTerminate;
-  /// switchover.terminate_blue_backends: the fence terminates other client backends on blue.
+  /// switchover.terminate_blue_backends: the fence terminates the other backends on blue
+  /// (client backends, and non-superusers' walsenders and workers) but pgflip's own.
   bool terminate_blue_backends = true;
 };
 

@@ -377,7 +377,7 @@ void SwitchoverMachine::fence() {
   }
   const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now());
   const std::size_t terminated = servers_.fence(keep, id_, left);
-  step_detail_ = "default_transaction_read_only = on; " + std::to_string(terminated) +
+  step_detail_ = "read-only default, no non-superuser logins; " + std::to_string(terminated) +
                  " other backend(s) terminated";
 }
 
