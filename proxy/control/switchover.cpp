@@ -48,8 +48,9 @@ class ManagerServers final : public SwitchoverServers {
       }
       if (db.ddl_count > 0) {
         problems.push_back(where + std::to_string(db.ddl_count) +
-                           " DDL command(s) ran on blue since init: apply them to green and "
-                           "re-run replication init");
+                           " DDL command(s) ran on blue since init (replication status lists "
+                           "them): apply them to green, then run 'pgflipctl replication "
+                           "ack-ddl'");
       }
     }
     for (const auto& row : manager_.precheck().rows) {
