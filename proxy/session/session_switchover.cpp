@@ -1,7 +1,9 @@
 // A session's part in a switchover: pre-warm green, park, capture state, move or release.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdlib>
 
 #include "protocol/messages.hpp"
 #include "proxy/session/session.hpp"
@@ -172,24 +174,36 @@ void Session::terminate_for_switchover(std::string message) {
 }
 
 awaitable<std::string> Session::capture_state(CapturedState& state) {
+  // Whether the session's identity may SET a parameter itself: GRANT SET ON PARAMETER exists
+  // from PostgreSQL 15 (has_parameter_privilege); before it, only a superuser sets the
+  // superuser-context ones.
+  auto capture_sql = [](std::string_view may_set) {
+    return "SELECT name, setting, context = 'user' OR " + std::string(may_set) +
+           " FROM pg_catalog.pg_settings WHERE source = 'session' AND name NOT IN "
+           "('transaction_isolation', 'transaction_read_only', 'transaction_deferrable');"
+           "SELECT name, statement, from_sql FROM pg_catalog.pg_prepared_statements;"
+           "SELECT pg_catalog.pg_listening_channels();"
+           "SELECT classid, objid, objsubid, mode FROM pg_catalog.pg_locks WHERE locktype = "
+           "'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted;"
+           "SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relpersistence = 't' AND "
+           "relnamespace = pg_catalog.pg_my_temp_schema()), (SELECT count(*) FROM "
+           "pg_catalog.pg_cursors WHERE is_holdable), pg_catalog.pg_backend_pid();"
+           // The backend's user in pg_stat_activity stays the login user whatever SET SESSION
+           // AUTHORIZATION did; the role is 'none' unless a SET ROLE (or a default) is in force.
+           "SELECT session_user, current_user, pg_catalog.current_setting('role') <> 'none', "
+           "(SELECT usesysid FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid())) IS "
+           "DISTINCT FROM (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user);";
+  };
   static const std::string kCaptureSql =
-      "SELECT name, setting, context = 'user' OR pg_catalog.has_parameter_privilege(current_user, "
-      "name, 'SET') FROM pg_catalog.pg_settings WHERE source = 'session' AND name NOT IN "
-      "('transaction_isolation', 'transaction_read_only', 'transaction_deferrable');"
-      "SELECT name, statement, from_sql FROM pg_catalog.pg_prepared_statements;"
-      "SELECT pg_catalog.pg_listening_channels();"
-      "SELECT classid, objid, objsubid, mode FROM pg_catalog.pg_locks WHERE locktype = "
-      "'advisory' AND pid = pg_catalog.pg_backend_pid() AND granted;"
-      "SELECT (SELECT count(*) FROM pg_catalog.pg_class WHERE relpersistence = 't' AND "
-      "relnamespace = pg_catalog.pg_my_temp_schema()), (SELECT count(*) FROM "
-      "pg_catalog.pg_cursors WHERE is_holdable), pg_catalog.pg_backend_pid();"
-      // The backend's user in pg_stat_activity stays the login user whatever SET SESSION
-      // AUTHORIZATION did; the role is 'none' unless a SET ROLE (or a default) is in force.
-      "SELECT session_user, current_user, pg_catalog.current_setting('role') <> 'none', "
-      "(SELECT usesysid FROM pg_catalog.pg_stat_get_activity(pg_catalog.pg_backend_pid())) IS "
-      "DISTINCT FROM (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = session_user);";
+      capture_sql("pg_catalog.has_parameter_privilege(current_user, name, 'SET')");
+  static const std::string kCaptureSqlBefore15 =
+      capture_sql("(SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user)");
+  const auto version = std::find_if(server_parameters_.begin(), server_parameters_.end(),
+                                    [](const auto& p) { return p.first == "server_version"; });
+  const bool before_15 =
+      version != server_parameters_.end() && std::atoi(version->second.c_str()) < 15;
   std::string query;
-  proto::encode(proto::Query{kCaptureSql}, query);
+  proto::encode(proto::Query{before_15 ? kCaptureSqlBefore15 : kCaptureSql}, query);
   QueryResult result = co_await exchange(server_, query, 1);
   if (!result.passthrough.empty()) co_await write_client(std::move(result.passthrough));
   if (!result.error.empty()) co_return "state capture on blue failed: " + result.error;
