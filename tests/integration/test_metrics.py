@@ -103,6 +103,18 @@ def http_get(port, path, timeout=10):
         return error.code, error.headers.get("Content-Type"), error.read().decode()
 
 
+def wait_listening(port):
+    """pgflip accepts clients before its metrics endpoint listens (recovery and the admin
+    socket come between): wait for the endpoint, not for time."""
+    def accepting():
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            return True
+        except OSError:
+            return False
+    wait_until(accepting, 30, message=f"the metrics endpoint to listen on port {port}")
+
+
 class MetricsMixin:
     def scrape(self, proxy):
         status, content_type, body = http_get(proxy.metrics_port, "/metrics")
@@ -132,6 +144,7 @@ class WorkloadMetricsTest(MetricsMixin, harness.PgflipTestCase):
         cls.proxy = cls.start_class_pgflip(
             {"metrics": {"listen": f"127.0.0.1:{cls.metrics_port}"}})
         cls.proxy.metrics_port = cls.metrics_port
+        wait_listening(cls.metrics_port)
         for name, text in (("select.sql", SELECT_SCRIPT), ("tpcb.sql", TPCB_SCRIPT)):
             (cls.proxy.workdir / name).write_text(text)
 
@@ -298,6 +311,7 @@ class HealthTest(harness.PgflipTestCase):
     def test_healthz_turns_503_while_stopping(self):
         port = harness.free_port()
         proxy = self.start_pgflip({"metrics": {"listen": f"127.0.0.1:{port}"}})
+        wait_listening(port)
         self.assertEqual(http_get(port, "/healthz")[::2], (200, "ok\n"))
         conn = proxy.connect(autocommit=False)  # a transaction keeps the graceful stop waiting
         self.addCleanup(conn.close)
@@ -324,6 +338,7 @@ class CertificateMetricsTest(MetricsMixin, harness.PgflipTestCase):
             "blue": {"sslmode": "require", "sslcert": env["TLS_CLIENT_CERT"],
                      "sslkey": env["TLS_CLIENT_KEY"]}})
         proxy.metrics_port = port
+        wait_listening(port)
         scrape = self.scrape(proxy)
         name = "pgflip_tls_certificate_expiry_timestamp_seconds"
         for label, path in (("tls.cert_file", env["TLS_SERVER_CERT"]),
@@ -343,6 +358,7 @@ class SwitchoverMetricsTest(MetricsMixin, SwitchoverTestCase):
         port = harness.free_port()
         proxy = self.start_switchover_pgflip([db], {"metrics": {"listen": f"127.0.0.1:{port}"}})
         proxy.metrics_port = port
+        wait_listening(port)
         first = self.scrape(proxy)
         self.assertIsNone(first.get("pgflip_replication_lag_bytes", database=db))
         self.assertEqual(first.value("pgflip_switchover_runs_total", outcome="committed"), 0)
