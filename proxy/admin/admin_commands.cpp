@@ -125,7 +125,7 @@ AdminReply ControlPlane::show_state() {
   row("epoch", active.epoch);
   row("blue", json::string(config->blue.address()));
   row("green", config->green ? json::value(json::string(config->green->address())) : nullptr);
-  row("logins_held", context_.router.gate_closed());
+  row("logins_held", context_.login_gate.closed());
   row("paused", context_.paused.load());
   row("switchover", json::string(record.running ? "running" : "idle"));
   row("last_switchover_id", text_or_null(record.id));

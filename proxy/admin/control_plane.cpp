@@ -124,7 +124,7 @@ AdminReply ControlPlane::status(const AdminRequest&) {
   json::object result{{"version", PGFLIP_VERSION},
                       {"active", active.name},
                       {"epoch", active.epoch},
-                      {"switching", context_.router.gate_closed()},
+                      {"switching", context_.login_gate.closed()},
                       {"paused", context_.paused.load()},
                       {"blue", config.blue.address()},
                       {"green", config.green ? json::value(config.green->address()) : nullptr},
@@ -343,16 +343,20 @@ AdminReply ControlPlane::pause(const AdminRequest& request, const AdminEmit& emi
     }
     return ids;
   };
+  // Sessions notify the registry when they reach their boundary, or leave.
+  Notifier& changes = context_.sessions.changes();
+  auto seen = changes.generation();
   json::array waiting = open_transactions();
-  for (auto last_note = start; !waiting.empty();) {
+  for (auto next_note = start + std::chrono::seconds(1); !waiting.empty();) {
     const auto now = std::chrono::steady_clock::now();
     if (now - start >= wait) break;
-    if (now - last_note >= std::chrono::seconds(1)) {
-      last_note = now;
+    if (now >= next_note) {
+      next_note = now + std::chrono::seconds(1);
       emit("progress", std::to_string(waiting.size()) + " session(s) still in a transaction",
            json::object{{"waiting", waiting.size()}});
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    (void)changes.wait_until(seen, std::min(next_note, start + wait));
+    seen = changes.generation();
     waiting = open_transactions();
   }
   const double ms =

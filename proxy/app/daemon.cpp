@@ -154,6 +154,16 @@ struct Daemon::Impl {
     }
   }
 
+  /// Returns once every session has left the registry, or at `deadline`.
+  awaitable<void> sessions_gone(Clock::time_point deadline) {
+    Notifier& changes = context.sessions.changes();
+    for (;;) {
+      const auto seen = changes.generation();
+      if (context.sessions.size() == 0 || Clock::now() >= deadline) co_return;
+      co_await changes.async_wait(seen, deadline);
+    }
+  }
+
   /// Stop accepting; every session ends at its next idle boundary (a transaction in
   /// progress may finish); whatever is left at server.shutdown_timeout_ms is closed.
   awaitable<void> graceful_stop() {
@@ -163,20 +173,11 @@ struct Daemon::Impl {
     acceptor.close(ignored);
     if (admin) admin->stop();
     context.sessions.for_each([](const std::shared_ptr<Session>& s) { s->request_shutdown(); });
-    const auto deadline = Clock::now() + context.config()->server.shutdown_timeout;
-    asio::steady_timer timer(control);
-    while (context.sessions.size() > 0 && Clock::now() < deadline) {
-      timer.expires_after(std::chrono::milliseconds(20));
-      co_await timer.async_wait(use_nothrow);
-    }
+    co_await sessions_gone(Clock::now() + context.config()->server.shutdown_timeout);
     if (const auto left = context.sessions.size(); left > 0) {
       spdlog::warn("shutdown timeout: closing {} session(s) still in a transaction", left);
       context.sessions.for_each([](const std::shared_ptr<Session>& s) { s->force_close(); });
-      const auto hard_deadline = Clock::now() + std::chrono::seconds(2);
-      while (context.sessions.size() > 0 && Clock::now() < hard_deadline) {
-        timer.expires_after(std::chrono::milliseconds(20));
-        co_await timer.async_wait(use_nothrow);
-      }
+      co_await sessions_gone(Clock::now() + std::chrono::seconds(2));
     }
     for (auto& worker : workers) worker->guard.reset();
     for (auto& worker : workers) worker->io.stop();

@@ -114,12 +114,16 @@ class SessionFleet final : public SwitchoverFleet {
  public:
   explicit SessionFleet(ProxyContext& context) : context_(context) {}
 
-  void hold_logins(bool hold) override { context_.router.set_gate_closed(hold); }
+  void hold_logins(bool hold) override {
+    if (hold) {
+      context_.login_gate.close();
+    } else {
+      context_.login_gate.open();
+    }
+  }
 
   void wait_for_logins(Clock::time_point deadline) override {
-    while (context_.logins_in_flight.load() > 0 && Clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    (void)context_.login_gate.wait_clear(deadline);
   }
 
   std::vector<std::shared_ptr<SwitchoverParticipant>> participants() override {

@@ -11,8 +11,11 @@ void SessionRegistry::add(const std::shared_ptr<Session>& session, std::uint64_t
 }
 
 void SessionRegistry::remove(std::uint64_t id) {
-  std::lock_guard lock(mutex_);
-  sessions_.erase(id);
+  {
+    std::lock_guard lock(mutex_);
+    sessions_.erase(id);
+  }
+  changes_.notify();
 }
 
 std::size_t SessionRegistry::size() const {

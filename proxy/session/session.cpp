@@ -94,9 +94,11 @@ Session::Session(tcp::socket client, ProxyContext& context, std::uint64_t id)
   for (char type : {'Z', 'S', 'E'}) server_scanner_.watch(type);
 }
 
-void Session::uncount_login() {
-  if (counted_login_) --context_.logins_in_flight;
-  counted_login_ = false;
+void Session::uncount_login() { login_pass_.reset(); }
+
+void Session::reached_pause_boundary() {
+  paused_at_boundary_ = true;
+  context_.sessions.changes().notify();  // PAUSE waits for every session to get here
 }
 
 Session::~Session() {
@@ -285,7 +287,7 @@ void Session::start_pause() {
   maintenance_paused_ = true;
   pause_timed_out_ = false;
   park_requested_ = true;
-  if (idle()) paused_at_boundary_ = true;
+  if (idle()) reached_pause_boundary();
 }
 
 void Session::resume() {
@@ -461,16 +463,8 @@ awaitable<bool> Session::login_to_server() {
   if (wants_console()) co_return co_await start_console(unsupported_options);
   // While a switchover has clients parked, a new login waits for the outcome so that it
   // lands on the environment that serves from then on (bounded by the startup timeout).
-  // Count first, then look at the gate: the orchestrator closes the gate, then waits for
-  // the count to reach 0, so no login can slip past unseen.
-  for (asio::steady_timer timer(client_.get_executor());;) {
-    ++context_.logins_in_flight;
-    if (!context_.router.gate_closed()) break;
-    --context_.logins_in_flight;
-    timer.expires_after(std::chrono::milliseconds(2));
-    co_await timer.async_wait(use_nothrow);
-  }
-  counted_login_ = true;
+  login_pass_ = co_await context_.login_gate.enter();
+  if (!login_pass_) co_return false;
   const Router::Active active = context_.router.active();
   ServerTarget target = make_target(active.endpoint, active.name);
 
@@ -573,7 +567,7 @@ awaitable<Session::EndReason> Session::client_to_server() {
       // PAUSE holds a request for at most server.query_wait_timeout_ms.
       std::optional<asio::steady_timer> wait_limit;
       if (maintenance_paused_) {
-        paused_at_boundary_ = true;
+        reached_pause_boundary();
         if (config_->server.query_wait_timeout.count() > 0) {
           wait_limit.emplace(client_.get_executor(), config_->server.query_wait_timeout);
           wait_limit->async_wait([self = shared_from_this()](const error_code& ec) {
@@ -743,7 +737,7 @@ awaitable<Session::EndReason> Session::server_to_client() {
     if (wec) co_return EndReason::kClientGone;
     if (shutdown_requested_ && idle()) co_return EndReason::kShutdown;
     if (park_requested_ && idle()) {
-      if (maintenance_paused_) paused_at_boundary_ = true;
+      if (maintenance_paused_) reached_pause_boundary();
       switch_event_.notify();
     }
   }

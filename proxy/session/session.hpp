@@ -251,9 +251,9 @@ class Session : public std::enable_shared_from_this<Session>, public SwitchoverP
   std::map<std::string, std::string>
       prepared_;  // protocol-level named statements: name -> Parse body
   bool relay_running_ = false;
-  bool counted_login_ = false;   // counted in ProxyContext::logins_in_flight
-  bool park_requested_ = false;  // hold the client's next request once idle
-  bool holding_ = false;         // c2s holds a client request until release
+  std::optional<LoginGate::Pass> login_pass_;  // past the login gate, not relaying yet
+  bool park_requested_ = false;                // hold the client's next request once idle
+  bool holding_ = false;                       // c2s holds a client request until release
   bool pause_server_reader_ = false;
   bool server_reader_paused_ = false;
   bool terminate_requested_ = false;
@@ -268,6 +268,7 @@ class Session : public std::enable_shared_from_this<Session>, public SwitchoverP
 
   // PAUSE/RESUME (maintenance without a switchover); on the session's executor.
   void start_pause();
+  void reached_pause_boundary();
   bool maintenance_paused_ = false;
   bool pause_timed_out_ = false;
   std::atomic<bool> paused_at_boundary_{false};
