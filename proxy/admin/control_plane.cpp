@@ -456,6 +456,32 @@ void ControlPlane::stop_replication_poller() {
   poller_.join();
 }
 
+void ControlPlane::resume_cleanup() {
+  const auto config = context_.config();
+  if (context_.router.active().name != "green" || !config->green ||
+      config->blue.admin_user.empty() || config->green->admin_user.empty()) {
+    return;
+  }
+  cleanup_ = std::jthread([this, config] {
+    std::lock_guard lock(long_operation_);  // not alongside an operator's init or cleanup
+    try {
+      replication::Manager manager(replication_settings(*config));
+      const auto report = manager.cleanup();
+      if (report.dropped() > 0) {
+        spdlog::warn(
+            "green is active: dropped {} replication object(s) an interrupted switchover left "
+            "(its cleanup step did not finish)",
+            report.dropped());
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn(
+          "green is active, but the replication cleanup after the switchover failed: {}; run "
+          "'pgflipctl replication cleanup' once both servers answer",
+          e.what());
+    }
+  });
+}
+
 void ControlPlane::request_poll() {
   {
     std::lock_guard lock(poll_mutex_);

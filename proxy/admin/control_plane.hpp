@@ -36,6 +36,11 @@ class ControlPlane {
   /// when [green] and replication.databases are configured with admin logins on both sides.
   void start_replication_poller();
   void stop_replication_poller();
+  /// After a start-up that found green active: finishes the switchover's replication cleanup
+  /// in the background. A pgflip that died at the flip or during the cleanup step left green's
+  /// subscription, blue's slot (it holds WAL) and publication; nothing else would drop them.
+  /// Idempotent: with nothing left it only reads the catalogs.
+  void resume_cleanup();
 
  private:
   AdminReply status(const AdminRequest& request);
@@ -80,7 +85,8 @@ class ControlPlane {
   std::mutex poll_mutex_;
   std::condition_variable_any poll_wake_;
   bool poll_requested_ = false;
-  std::jthread poller_;  // last: stopped and joined before the rest is destroyed
+  std::jthread cleanup_;  // resume_cleanup()'s run
+  std::jthread poller_;   // last: stopped and joined before the rest is destroyed
 };
 
 }  // namespace pgflip::proxy

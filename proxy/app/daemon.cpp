@@ -237,6 +237,7 @@ int Daemon::run() {
     return 1;
   }
   impl_->control_plane->start_replication_poller();
+  impl_->control_plane->resume_cleanup();
   for (auto& worker : impl_->workers) {
     worker->thread = std::thread([&io = worker->io] { io.run(); });
   }
