@@ -82,11 +82,11 @@ std::string describe(const ServerIdentity& s) {
          " at " + s.address() + ", " + quoted(s.database);
 }
 
+}  // namespace
+
 ServerIdentity configured_identity(const config::Endpoint& endpoint) {
   return ServerIdentity{"", endpoint.host, endpoint.port, endpoint.database};
 }
-
-}  // namespace
 
 std::string ServerIdentity::address() const {
   config::Endpoint endpoint;
@@ -322,14 +322,6 @@ StartupDecision decide_startup(const std::string& path, const ActiveState& file,
   }
   if (rewrite) decision.rewrite = std::move(rewritten);
   return decision;
-}
-
-Identities read_identities(const replication::Manager& manager, const config::Config& config) {
-  using Side = replication::Manager::Side;
-  Identities ids{configured_identity(config.blue), configured_identity(*config.green)};
-  ids.blue.system_identifier = manager.system_identifier(Side::kBlue);
-  ids.green.system_identifier = manager.system_identifier(Side::kGreen);
-  return ids;
 }
 
 std::optional<ActiveState> load_verified_state(const config::Config& config) {

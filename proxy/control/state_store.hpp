@@ -87,14 +87,15 @@ struct StartupDecision {
                                              const ConfiguredServer& blue,
                                              const std::optional<ConfiguredServer>& green);
 
+/// A configured server's identity without its system identifier (host, port, database).
+[[nodiscard]] ServerIdentity configured_identity(const config::Endpoint& endpoint);
+
 /// Both servers' identities as configured, system identifiers read over the manager's admin
-/// logins. Throws when either cannot be read: a switchover reads them before it parks anyone.
+/// logins: a switchover reads them before it parks anyone.
 struct Identities {
   ServerIdentity blue;
   ServerIdentity green;
 };
-[[nodiscard]] Identities read_identities(const replication::Manager& manager,
-                                         const config::Config& config);
 
 /// Start-up: loads the state file, checks it against the configured servers, rewrites it
 /// when a server moved or the file predates identities. Throws std::runtime_error when the

@@ -6,10 +6,13 @@
 
 #include <ctime>
 #include <thread>
+#include <tuple>
 
+#include "proxy/control/guardrails.hpp"
 #include "proxy/control/replication_settings.hpp"
 #include "proxy/control/state_store.hpp"
 #include "proxy/session/session.hpp"
+#include "replication/error.hpp"
 #include "replication/manager.hpp"
 
 namespace pgflip::proxy {
@@ -27,55 +30,45 @@ class ManagerServers final : public SwitchoverServers {
       : config_(config), manager_(replication_settings(config)) {}
 
   std::vector<std::string> guardrail_problems() override {
-    identities_ = read_identities(manager_, config_);  // what the commit records
+    using Side = replication::Manager::Side;
+    // Both servers must answer first: everything else is read from them, and the commit
+    // records their identities.
     std::vector<std::string> problems;
-    const auto& limits = config_.switchover;
-    const auto status = manager_.status();
-    if (status.databases.empty()) problems.push_back("replication is not set up");
-    for (const auto& db : status.databases) {
-      const std::string where = "[" + db.database + "] ";
-      if (db.state != "streaming") problems.push_back(where + "replication is " + db.state);
-      if (db.tables_ready != db.tables_total) {
-        problems.push_back(where + std::to_string(db.tables_total - db.tables_ready) +
-                           " table(s) not synced");
-      }
-      if (db.lag_bytes && *db.lag_bytes > limits.max_lag_bytes) {
-        problems.push_back(where + "lag " + std::to_string(*db.lag_bytes) + " bytes > " +
-                           std::to_string(limits.max_lag_bytes));
-      }
-      if (db.lag_seconds && *db.lag_seconds * 1000 > static_cast<double>(limits.max_lag.count())) {
-        problems.push_back(where + "lag " + std::to_string(*db.lag_seconds) + " s > max_lag_ms");
-      }
-      if (db.ddl_count > 0) {
-        problems.push_back(where + std::to_string(db.ddl_count) +
-                           " DDL command(s) ran on blue since init (replication status lists "
-                           "them): apply them to green, then run 'pgflipctl replication "
-                           "ack-ddl'");
+    Identities ids{configured_identity(config_.blue), configured_identity(*config_.green)};
+    for (auto [side, name, endpoint, identity] :
+         {std::tuple{Side::kBlue, "blue", &config_.blue, &ids.blue},
+          std::tuple{Side::kGreen, "green", &*config_.green, &ids.green}}) {
+      try {
+        identity->system_identifier = manager_.system_identifier(side);
+      } catch (const replication::ReplicationError& e) {
+        if (e.kind() != replication::ErrorKind::kConnection) throw;
+        problems.push_back(unreachable_problem(name, *endpoint, e.server_message()));
       }
     }
-    for (const auto& row : manager_.precheck().rows) {
-      if (row.level == replication::CheckLevel::kFail) {
-        problems.push_back("[" + row.database + "] precheck " + row.check + ": " + row.detail);
-      }
-    }
+    if (!problems.empty()) return problems;
+    identities_ = std::move(ids);  // what the commit records
+
+    GuardrailFindings findings;
+    findings.status = manager_.status();
+    findings.precheck = manager_.precheck().rows;
     auto blue = replication::PgConnection::open(
         manager_.settings().blue, config_.blue.admin_database,
         replication::ConnectOptions{"pgflip-switchover", config_.server.connect_timeout,
                                     std::chrono::seconds(10)},
         "guardrails");
-    const double oldest =
-        blue.exec(
-                "SELECT coalesce(max(extract(epoch FROM now() - xact_start)), 0)::float8 FROM "
-                "pg_catalog.pg_stat_activity WHERE backend_type = 'client backend' AND "
-                "xact_start IS NOT NULL AND state <> 'idle' AND pid <> "
-                "pg_catalog.pg_backend_pid()",
-                "guardrails")
-            .float64(0, 0);
-    if (oldest * 1000 > static_cast<double>(limits.max_transaction_age.count())) {
-      problems.push_back("a transaction on blue is " + std::to_string(oldest) +
-                         " s old (switchover.max_transaction_age_ms)");
+    // Idle in transaction counts: it holds its snapshot and locks as long as it stays open.
+    const auto oldest = blue.exec(
+        "SELECT extract(epoch FROM now() - xact_start)::float8, pid, coalesce(usename, ''), "
+        "coalesce(datname, ''), coalesce(application_name, '') FROM pg_catalog.pg_stat_activity "
+        "WHERE backend_type = 'client backend' AND xact_start IS NOT NULL AND state <> 'idle' "
+        "AND pid <> pg_catalog.pg_backend_pid() ORDER BY xact_start LIMIT 1",
+        "guardrails");
+    if (oldest.rows() > 0) {
+      findings.oldest_transaction =
+          OldestTransaction{oldest.float64(0, 0), static_cast<int>(oldest.int64(0, 1)),
+                            oldest.text(0, 2), oldest.text(0, 3), oldest.text(0, 4)};
     }
-    return problems;
+    return proxy::guardrail_problems(findings, config_.switchover);
   }
 
   void open() override { watch_.emplace(manager_.watch_sentinels()); }
