@@ -283,6 +283,7 @@ DatabaseStatus Manager::database_status(const DatabaseInfo& db, const StatusOpti
                         "; run init again, or cleanup");
   }
   if (st.retained_wal_bytes && *st.retained_wal_bytes > settings_.retained_wal_alarm_bytes) {
+    st.retained_wal_alarm = true;
     st.alarms.push_back("slot " + db.subscription + " retains " +
                         format_bytes(*st.retained_wal_bytes) + " of WAL on blue (alarm at " +
                         format_bytes(settings_.retained_wal_alarm_bytes) + ")");

@@ -130,6 +130,7 @@ struct DatabaseStatus {
   std::string wal_status;                 // of the slot: reserved, extended, unreserved, lost
   std::optional<std::int64_t> lag_bytes;  // blue current LSN - slot confirmed_flush
   std::optional<std::int64_t> retained_wal_bytes;  // blue current LSN - slot restart_lsn
+  bool retained_wal_alarm = false;    // retained_wal_bytes above retained_wal_alarm_bytes
   std::optional<double> lag_seconds;  // age of the oldest heartbeat not yet applied on green
   std::optional<std::int64_t> last_heartbeat_applied;  // id, on green
   std::map<std::string, int> table_states;             // srsubstate -> count (i, d, f, s, r)

@@ -10,6 +10,7 @@
 #include "proxy/base/utc_time.hpp"
 #include "proxy/control/reload.hpp"
 #include "proxy/control/replication_settings.hpp"
+#include "proxy/observe/alarm_latch.hpp"
 #include "proxy/observe/sd_notify.hpp"
 #include "proxy/session/session.hpp"
 #include "replication/error.hpp"
@@ -490,17 +491,49 @@ void ControlPlane::request_poll() {
   poll_wake_.notify_all();
 }
 
+namespace {
+
+/// One line when a slot's retained-WAL alarm trips (warning) or clears (info).
+void log_retained_wal_alarms(const AlarmLatch::Changes& changes,
+                             const replication::StatusReport& report) {
+  auto retained = [&](const std::string& database) {
+    for (const auto& db : report.databases) {
+      if (db.database == database && db.retained_wal_bytes) {
+        return replication::format_bytes(*db.retained_wal_bytes);
+      }
+    }
+    return std::string("an unknown amount");
+  };
+  const std::string limit = replication::format_bytes(report.retained_wal_alarm_bytes);
+  for (const auto& database : changes.tripped) {
+    spdlog::warn(
+        "replication [{}]: blue retains {} of WAL for green's slot, above "
+        "replication.retained_wal_alarm_bytes ({}): green is not confirming changes, and blue's "
+        "disk fills until it does ('pgflipctl replication status' shows why; 'pgflipctl "
+        "replication cleanup' drops the slot)",
+        database, retained(database), limit);
+  }
+  for (const auto& database : changes.cleared) {
+    spdlog::info("replication [{}]: retained WAL alarm cleared ({} retained, alarm at {})",
+                 database, retained(database), limit);
+  }
+}
+
+}  // namespace
+
 void ControlPlane::poll_replication(std::stop_token stop) {
   // Every this many polls the heartbeat table is pruned (status() only adds rows).
   constexpr int kPruneEvery = 60;
   int polls = 0;
   bool last_ok = true;
+  AlarmLatch retained_wal_alarms;  // logged when one trips or clears, not every poll
   while (!stop.stop_requested()) {
     const auto snapshot = context_.config();
     const auto& config = *snapshot;
     if (context_.router.active().name != "blue") {
-      // Green serves: the forward replication is gone, so are its gauges.
+      // Green serves: the forward replication is gone, so are its gauges and alarms.
       context_.metrics.replication_polled({});
+      (void)retained_wal_alarms.update({});
     } else if (!switchover_.running()) {  // a switchover fences blue: keep the last values
       const auto started = std::chrono::steady_clock::now();
       bool ok = true;
@@ -508,11 +541,15 @@ void ControlPlane::poll_replication(std::stop_token stop) {
         replication::Manager manager(replication_settings(config));
         const auto report = manager.status();
         std::vector<ProxyMetrics::ReplicationSample> samples;
+        std::vector<std::pair<std::string, bool>> alarms;
         for (const auto& db : report.databases) {
           if (db.state == "absent") continue;  // nothing set up for it (yet)
-          samples.push_back({db.database, db.lag_bytes, db.lag_seconds, db.retained_wal_bytes});
+          samples.push_back({db.database, db.lag_bytes, db.lag_seconds, db.retained_wal_bytes,
+                             db.retained_wal_alarm});
+          alarms.emplace_back(db.database, db.retained_wal_alarm);
         }
         context_.metrics.replication_polled(samples);
+        log_retained_wal_alarms(retained_wal_alarms.update(alarms), report);
         if (!samples.empty() && ++polls % kPruneEvery == 0) (void)manager.heartbeat();
         if (!last_ok) spdlog::info("replication status poll works again");
       } catch (const std::exception& e) {

@@ -218,6 +218,11 @@ ProxyMetrics::ProxyMetrics() {
       "pgflip_replication_retained_wal_bytes",
       "WAL bytes blue keeps for the slot (current LSN - restart_lsn), from the last poll",
       {"database"});
+  replication_retained_wal_alarm_ = &registry_.add<Gauge>(
+      "pgflip_replication_retained_wal_alarm",
+      "1 when blue keeps more WAL for the slot than replication.retained_wal_alarm_bytes (its "
+      "disk fills while green does not confirm), 0 otherwise, from the last poll",
+      {"database"});
   replication_poll_ok_ = &registry_.add<Gauge>(
       "pgflip_replication_poll_ok",
       "1 when the last replication status poll succeeded, 0 when it failed", {});
@@ -335,8 +340,9 @@ void ProxyMetrics::switchover_run(const std::string& outcome) {
 }
 
 void ProxyMetrics::replication_polled(const std::vector<ReplicationSample>& samples) {
-  std::vector<std::pair<metrics::Labels, double>> lag_bytes, lag_seconds, retained;
+  std::vector<std::pair<metrics::Labels, double>> lag_bytes, lag_seconds, retained, alarm;
   for (const auto& sample : samples) {
+    alarm.push_back({{sample.database}, sample.retained_wal_alarm ? 1.0 : 0.0});
     if (sample.lag_bytes) {
       lag_bytes.push_back({{sample.database}, static_cast<double>(*sample.lag_bytes)});
     }
@@ -348,6 +354,7 @@ void ProxyMetrics::replication_polled(const std::vector<ReplicationSample>& samp
   replication_lag_bytes_->replace(lag_bytes);
   replication_lag_seconds_->replace(lag_seconds);
   replication_retained_wal_->replace(retained);
+  replication_retained_wal_alarm_->replace(alarm);
 }
 
 void ProxyMetrics::replication_poll_result(bool ok, double unix_time,

@@ -125,6 +125,7 @@ class ProxyMetrics {
     std::optional<std::int64_t> lag_bytes;
     std::optional<double> lag_seconds;
     std::optional<std::int64_t> retained_wal_bytes;
+    bool retained_wal_alarm = false;  // above replication.retained_wal_alarm_bytes
   };
   /// Replaces the per-database replication gauges (an empty list removes them).
   void replication_polled(const std::vector<ReplicationSample>& samples);
@@ -153,6 +154,7 @@ class ProxyMetrics {
   metrics::GaugeFamily* replication_lag_bytes_;
   metrics::GaugeFamily* replication_lag_seconds_;
   metrics::GaugeFamily* replication_retained_wal_;
+  metrics::GaugeFamily* replication_retained_wal_alarm_;
   // Without label values: their one child appears with the first poll, so that a pgflip
   // that does not poll shows no misleading "poll_ok 0".
   metrics::GaugeFamily* replication_poll_ok_;

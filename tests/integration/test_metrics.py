@@ -352,6 +352,42 @@ class CertificateMetricsTest(MetricsMixin, harness.PgflipTestCase):
 
 
 class SwitchoverMetricsTest(MetricsMixin, SwitchoverTestCase):
+    def test_retained_wal_alarm_gauge_and_log(self):
+        """replication.retained_wal_alarm_bytes tripped: the alarm gauge says 1 and one warning
+        is logged, however many polls follow; raised by a reload, the alarm clears (gauge 0, one
+        info line)."""
+        db = self.new_database("walalarm")
+        port = harness.free_port()
+        proxy = self.start_switchover_pgflip([db], {
+            "metrics": {"listen": f"127.0.0.1:{port}"},
+            "replication": {"retained_wal_alarm_bytes": 1}})  # a slot always retains more
+        proxy.metrics_port = port
+        wait_listening(port)
+        self.replication_init(proxy)
+        name = "pgflip_replication_retained_wal_alarm"
+        wait_until(lambda: self.scrape(proxy).get(name, database=db) == 1, 30, interval=0.2,
+                   message="the retained-WAL alarm gauge to trip")
+        tripped = f"replication [{db}]: blue retains "
+        polls = self.scrape(proxy).value("pgflip_replication_poll_duration_seconds_count")
+        wait_until(lambda: self.scrape(proxy).value(
+            "pgflip_replication_poll_duration_seconds_count") >= polls + 3, 30, interval=0.2,
+            message="three more polls")
+        log = proxy.log_text()
+        self.assertEqual(log.count(tripped), 1, harness.tail(log))
+        self.assertIn("above replication.retained_wal_alarm_bytes (1 B)", log)
+        self.assertEqual(self.scrape(proxy).value(name, database=db), 1)
+
+        proxy.overrides["replication"]["retained_wal_alarm_bytes"] = 1 << 40
+        proxy.config_path.write_text(proxy.config(proxy.port))
+        self.ctl_ok(proxy, "reload")
+        wait_until(lambda: self.scrape(proxy).get(name, database=db) == 0, 30, interval=0.2,
+                   message="the retained-WAL alarm gauge to clear")
+        cleared = f"replication [{db}]: retained WAL alarm cleared"
+        wait_until(lambda: cleared in proxy.log_text(), 10, message="the alarm's info line")
+        log = proxy.log_text()
+        self.assertEqual(log.count(cleared), 1, harness.tail(log))
+        self.assertEqual(log.count(tripped), 1, harness.tail(log))
+
     def test_switchover_and_replication_metrics(self):
         db = self.new_database("metrics")
         self.pgbench_init(db)
