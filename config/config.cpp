@@ -1162,6 +1162,21 @@ Config parse_config(std::string_view toml_text, std::string_view source_name) {
     TableReader reader(*table, "switchover", problems);
     read_switchover(reader, config.switchover);
   }
+  // Green's subscriptions log in to blue as blue.admin_user unless told otherwise: with neither,
+  // green's libpq would pick the operating-system user green runs as, and replication init
+  // would fail on green ("role ... does not exist"). A green.admin_user says the replication
+  // manager is meant to run.
+  if (const toml::table* table = top.read_table("blue");
+      table != nullptr && config.green && !config.green->admin_user.empty() &&
+      config.blue.admin_user.empty() && config.replication.blue_conninfo_for_green.empty()) {
+    TableReader reader(*table, "blue", problems);
+    reader.report("admin_user",
+                  "is empty while green.admin_user is set: the replication manager logs in to "
+                  "blue as blue.admin_user, and green's subscriptions reach blue as it too "
+                  "(replication.blue_conninfo_for_green is empty); set blue.admin_user (and "
+                  "blue.admin_password) to a superuser login on blue, or set "
+                  "replication.blue_conninfo_for_green");
+  }
   problems.throw_first();
   return config;
 }

@@ -61,6 +61,17 @@ void record(InitReport& report, InitStep step) {
 InitReport Manager::init(const InitOptions& options) {
   const auto start = Clock::now();
   InitReport report;
+  if (settings_.blue_conninfo_for_green.empty() && settings_.blue.user.empty()) {
+    // Refused before anything is made: green's libpq would log in to blue as the operating-
+    // system user green runs as ("role ... does not exist", reported from green).
+    throw ReplicationError(
+        ErrorKind::kState, "", "init",
+        "green's subscriptions would reach blue without a user name (blue.admin_user and "
+        "replication.blue_conninfo_for_green are both empty), so green would log in to blue as "
+        "the operating-system user green runs as: set blue.admin_user (and "
+        "blue.admin_password) to a superuser login on blue, or set "
+        "replication.blue_conninfo_for_green");
+  }
   if (options.require_clean_precheck) {
     const auto t = Clock::now();
     const PrecheckReport pre = precheck({options.copy_schema, options.copy_roles});

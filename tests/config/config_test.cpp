@@ -566,6 +566,42 @@ TEST_CASE("green must not be the very server and database blue is") {
       "[blue]\nhost = \"db\"\ndatabase = \"a\"\n[green]\nhost = \"db\"\ndatabase = \"b\"\n"));
 }
 
+TEST_CASE("green's subscriptions must have a login to blue: blue.admin_user or the conninfo") {
+  constexpr std::string_view kGreen = "[green]\nhost = \"g\"\nadmin_user = \"postgres\"\n";
+  const std::string reason =
+      "blue.admin_user: is empty while green.admin_user is set: the replication manager logs in "
+      "to blue as blue.admin_user, and green's subscriptions reach blue as it too "
+      "(replication.blue_conninfo_for_green is empty); set blue.admin_user (and "
+      "blue.admin_password) to a superuser login on blue, or set "
+      "replication.blue_conninfo_for_green";
+  struct Case {
+    std::string text;
+    bool refused;
+  };
+  const Case cases[] = {
+      // The key is absent: the [blue] table's line; present but empty: its own line.
+      {std::string(kBlue) + std::string(kGreen), true},
+      {"[blue]\nhost = \"db\"\nadmin_user = \"\"\n" + std::string(kGreen), true},
+      {std::string(kBlue) + "admin_user = \"postgres\"\n" + std::string(kGreen), false},
+      {std::string(kBlue) + std::string(kGreen) +
+           "[replication]\nblue_conninfo_for_green = \"host=db user=replicator\"\n",
+       false},
+      // No green.admin_user: no replication manager is configured (blue.user plays no part).
+      {std::string(kBlue) + "user = \"app\"\n[green]\nhost = \"g\"\n", false},
+      {std::string(kBlue), false},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.text);
+    if (c.refused) {
+      CHECK(error_of(c.text).ends_with(reason));
+    } else {
+      CHECK_NOTHROW((void)parse(c.text));
+    }
+  }
+  CHECK(error_of("[blue]\nhost = \"db\"\nadmin_user = \"\"\n" + std::string(kGreen)) ==
+        "test.toml:3:14: " + reason);
+}
+
 TEST_CASE("auth.method: trust, md5 and scram-sha-256 (the default)") {
   CHECK(parse(std::string(kBlue) + "[auth]\nmethod = \"trust\"\n").auth.method ==
         AuthMethod::kTrust);

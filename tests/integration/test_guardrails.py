@@ -280,5 +280,46 @@ class GuardrailTest(SwitchoverTestCase):
                      r"max_transaction_age_ms")
 
 
+class GreenLoginToBlueTest(SwitchoverTestCase):
+    """Green's subscriptions log in to blue as blue.admin_user (or by
+    replication.blue_conninfo_for_green): without either, green's libpq would pick the
+    operating-system user green runs as."""
+
+    def test_init_refuses_without_a_user_for_green(self):
+        db = self.new_database("nouser")
+        # No admin users: the manager's own logins take libpq's defaults on pgflip's side.
+        proxy = self.make_pgflip([db], {"blue": {"admin_user": None},
+                                        "green": {"admin_user": None}})
+        proxy.env = {"PGUSER": "postgres"}
+        self.addCleanup(proxy.stop)
+        self.start_and_wait_admin(proxy)
+        init = self.ctl(proxy, "replication", "init", "--copy-schema", timeout=180)
+        self.assertEqual(init.returncode, 1, str(init))
+        self.assertIn("set blue.admin_user (and blue.admin_password) to a superuser login on "
+                      "blue, or set replication.blue_conninfo_for_green", init.stdout + init.stderr)
+        self.assertNotIn("does not exist", init.stdout + init.stderr)
+        # Refused before anything was made.
+        with self.cluster.connect() as conn:
+            self.assertEqual(conn.execute(
+                "SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE %s",
+                (self.prefix + "\\_%",)).fetchone()[0], 0)
+        with self.cluster.connect(dbname=db) as conn:
+            self.assertEqual(conn.execute("SELECT count(*) FROM pg_publication").fetchone()[0], 0)
+            self.assertIsNone(conn.execute("SELECT to_regnamespace(%s)",
+                                           (self.prefix,)).fetchone()[0])
+        with self.cluster.connect("green") as conn:
+            self.assertEqual(conn.execute("SELECT count(*) FROM pg_subscription WHERE subname "
+                                          "LIKE %s", (self.prefix + "\\_%",)).fetchone()[0], 0)
+
+    def test_check_config_names_the_key(self):
+        proxy = self.make_pgflip(["postgres"], {"blue": {"admin_user": None}})
+        proxy.config_path.write_text(proxy.config(harness.free_port()))
+        checked = harness.run([proxy.binary, "--check-config", str(proxy.config_path)],
+                              check=False)
+        self.assertNotEqual(checked.returncode, 0, checked.stdout + checked.stderr)
+        self.assertIn("blue.admin_user: is empty while green.admin_user is set", checked.stderr)
+        self.assertIn("or set replication.blue_conninfo_for_green", checked.stderr)
+
+
 if __name__ == "__main__":
     harness.main()
