@@ -97,6 +97,12 @@ awaitable<std::optional<ServerLoginError>> negotiate_tls(ServerStream& stream,
     if (verify != X509_V_OK) {
       reason += std::string(" (") + X509_verify_cert_error_string(verify) + ")";
     }
+    if (verify == X509_V_ERR_HOSTNAME_MISMATCH || verify == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+      reason += ": the server's certificate does not name " + target.host + " (" +
+                target.environment +
+                ".host, checked by sslmode verify-full); connect by a name "
+                "the certificate carries, or use sslmode verify-ca";
+    }
     co_return login_error("08006", "TLS handshake with server " + where + " failed: " + reason,
                           "TLS handshake with " + where + ": " + reason);
   }

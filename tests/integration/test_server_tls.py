@@ -6,7 +6,9 @@ SCRAM pass-through) work over TLS, where the server offers SCRAM-SHA-256-PLUS; a
 
 import pathlib
 import shutil
+import socket
 import tempfile
+import threading
 
 import psycopg
 
@@ -14,6 +16,48 @@ import frontdoor
 import harness
 
 DB = "app"
+
+
+class Forwarder:
+    """Relays TCP connections from a listening address to blue, byte for byte: blue reached
+    under an address its certificate does not name (it names localhost, 127.0.0.1 and ::1)."""
+
+    def __init__(self, host, target):
+        self.target = target
+        self.listener = socket.create_server((host, 0))
+        self.host, self.port = self.listener.getsockname()[:2]
+        self.sockets = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink):
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.listener.close()
+        for s in self.sockets:
+            s.close()
 
 
 class ServerTlsTest(harness.PgflipTestCase):
@@ -48,6 +92,31 @@ class ServerTlsTest(harness.PgflipTestCase):
                 self.assertTrue(ssl_in_use)
                 self.assertIn(version, ("TLSv1.2", "TLSv1.3"))
                 proxy.stop()
+
+    def test_verify_full_refuses_a_certificate_that_does_not_name_the_host(self):
+        # Blue's own certificate from the right CA, reached as 127.0.0.2 (a loopback address
+        # the certificate does not name): verify-full refuses it, verify-ca accepts it.
+        forwarder = Forwarder("127.0.0.2", ("127.0.0.1", self.cluster.blue_port))
+        self.addCleanup(forwarder.close)
+        blue = {"host": forwarder.host, "port": forwarder.port, "sslrootcert": self.ca_cert}
+        proxy = self.proxy_with(sslmode="verify-full", **blue)
+        with self.assertRaises(harness.ServerError) as caught:
+            harness.RawClient(proxy.port, database=DB).close()
+        self.assertEqual(caught.exception.sqlstate, "08006")
+        message = caught.exception.fields["M"]
+        self.assertIn(f"TLS handshake with server blue ({forwarder.host}:{forwarder.port}) failed",
+                      message)
+        self.assertIn("IP address mismatch", message)
+        self.assertIn("the server's certificate does not name 127.0.0.2 (blue.host, checked by "
+                      "sslmode verify-full)", message)
+        self.assertIn("IP address mismatch", proxy.log_text())
+        with self.assertRaises(psycopg.OperationalError):  # as libpq clients see it
+            proxy.connect(dbname=DB).close()
+        proxy.stop()
+
+        proxy = self.proxy_with(sslmode="verify-ca", **blue)
+        self.assertTrue(self.server_ssl(proxy)[0])
+        proxy.stop()
 
     def test_a_certificate_from_another_ca_is_refused(self):
         for mode in ("verify-full", "verify-ca", "require"):  # require + rootcert = verify-ca
