@@ -469,7 +469,10 @@ class SessionStateTest(SwitchoverTestCase):
         self.assertTrue(session.execute("SELECT pg_advisory_unlock(42)").fetchone()[0])
         self.assertEqual(self.status(proxy)["active"], "green")
 
-    def unmovable_setup(self, label, overrides=None):
+    HOLD_CURSOR = ("DECLARE held CURSOR WITH HOLD FOR "
+                   "SELECT g FROM generate_series(1, 10) AS g")
+
+    def unmovable_setup(self, label, overrides=None, holds="CREATE TEMP TABLE scratch (x int)"):
         db = self.new_database(label)
         proxy = self.start_switchover_pgflip([db], overrides)
         self.replication_init(proxy)
@@ -478,7 +481,7 @@ class SessionStateTest(SwitchoverTestCase):
         movable.execute("SELECT 1")
         holder = harness.RawClient(proxy.port, database=db)
         self.addCleanup(holder.close)
-        holder.query("CREATE TEMP TABLE scratch (x int)")
+        holder.query(holds)
         return proxy, movable, holder
 
     def test_unmovable_session_ended_others_move(self):
@@ -504,6 +507,41 @@ class SessionStateTest(SwitchoverTestCase):
         self.assertEqual((so.result["outcome"], so.result["failed_step"]), ("aborted", "park"),
                          str(so))
         self.assertEqual(holder.query("SELECT count(*) FROM scratch"), [["0"]])
+        self.assertTrue(movable.execute("SHOW server_version").fetchone()[0].startswith("15"))
+        self.assertEqual(self.blue_read_only(), "off")
+
+    def test_with_hold_cursor_session_ended_others_move(self):
+        """A WITH HOLD cursor lives in its blue backend (its rows were materialised at COMMIT)
+        and cannot be rebuilt on green: that session ends, saying why; the others move."""
+        proxy, movable, holder = self.unmovable_setup("holdcursor", holds=self.HOLD_CURSOR)
+        self.assertEqual(holder.query("FETCH 2 FROM held"), [["1"], ["2"]])
+        so = self.switchover(proxy, "--timeout", "20")
+        self.assertEqual(so.returncode, 0, str(so))
+        sessions = so.result["sessions"]
+        self.assertEqual((sessions["moved"], sessions["ended"]), (1, 1), str(so))
+        self.assertEqual(len(so.result["ended"]), 1, str(so))
+        self.assertRegex(so.result["ended"][0]["reason"], "WITH HOLD cursors", str(so))
+        self.assertNotRegex(so.result["ended"][0]["reason"], "temporary tables", str(so))
+        self.assertTrue(movable.execute("SHOW server_version").fetchone()[0].startswith("17"))
+        kind, body = holder.read_message()
+        self.assertEqual(kind, b"E", body)
+        fields = harness.parse_error_fields(body)
+        self.assertEqual((fields.get("S"), fields.get("C")), ("FATAL", "57P01"), fields)
+        self.assertIn("WITH HOLD cursors", fields.get("M", ""))
+        with self.assertRaises((ConnectionError, OSError)):
+            holder.read_message()
+
+    def test_with_hold_cursor_aborts_when_configured(self):
+        proxy, movable, holder = self.unmovable_setup(
+            "holdabort", {"switchover": {"unmovable_sessions": "abort"}}, holds=self.HOLD_CURSOR)
+        so = self.switchover(proxy, "--timeout", "20")
+        self.assertNotEqual(so.returncode, 0, str(so))
+        self.assertEqual((so.result["outcome"], so.result["failed_step"]), ("aborted", "park"),
+                         str(so))
+        self.assertIn("WITH HOLD cursors", so.result["reason"], str(so))
+        # The session stays on blue with its cursor where it was.
+        self.assertEqual(holder.query("FETCH 2 FROM held"), [["1"], ["2"]])
+        self.assertTrue(holder.query("SHOW server_version")[0][0].startswith("15"))
         self.assertTrue(movable.execute("SHOW server_version").fetchone()[0].startswith("15"))
         self.assertEqual(self.blue_read_only(), "off")
 
