@@ -1,5 +1,6 @@
-// The tabular `show ...` admin commands: clients, servers, config, state, replication. Each
-// returns an array of flat rows (AdminTable), which pgflipctl prints and the console sends.
+// The tabular `show ...` admin commands: clients, servers, config, state, replication,
+// switchovers. Each returns an array of flat rows (AdminTable), which pgflipctl prints and the
+// console sends; and `switchover history`, the same rows as text with the full reports as JSON.
 #include <spdlog/spdlog.h>
 
 #include <ctime>
@@ -7,6 +8,7 @@
 #include "config/describe.hpp"
 #include "proxy/admin/admin_table.hpp"
 #include "proxy/admin/control_plane.hpp"
+#include "proxy/admin/switchover_render.hpp"
 #include "proxy/base/utc_time.hpp"
 #include "proxy/control/replication_settings.hpp"
 #include "proxy/session/session.hpp"
@@ -42,6 +44,20 @@ std::vector<SessionInfo> session_infos(const SessionRegistry& sessions) {
 json::value text_or_null(const std::string& text) {
   if (text.empty()) return nullptr;
   return json::string(text);
+}
+
+/// The kept switchover reports (switchover.state_file's history), newest `limit` (0: all);
+/// the lines skipped are logged and returned as a footer.
+std::pair<HistoryRead, std::string> kept_switchovers(const config::Config& config,
+                                                     std::size_t limit) {
+  const std::string path = history_path(config.switchover.state_file);
+  HistoryRead history = read_history(path, limit);
+  std::string footer;
+  for (const auto& warning : history.warnings) {
+    spdlog::warn("{}", warning);
+    footer += "warning: " + warning + "\n";
+  }
+  return {std::move(history), std::move(footer)};
 }
 
 }  // namespace
@@ -137,6 +153,38 @@ AdminReply ControlPlane::show_state() {
   row("consoles", consoles);
   row("state_file", json::string(config->switchover.state_file));
   return table.reply();
+}
+
+AdminReply ControlPlane::show_switchovers() {
+  try {
+    auto [history, footer] = kept_switchovers(*context_.config(), 0);
+    return history_table(history.reports).reply(std::move(footer));
+  } catch (const std::exception& e) {
+    return AdminReply::failure("state", e.what());
+  }
+}
+
+AdminReply ControlPlane::switchover_history(const AdminRequest& request) {
+  std::size_t limit = 0;
+  if (const json::value* v = request.args.if_contains("limit")) {
+    if (!v->is_int64() || v->as_int64() < 1) {
+      return AdminReply::failure("bad_request", "limit must be a whole number of reports >= 1");
+    }
+    limit = static_cast<std::size_t>(v->as_int64());
+  }
+  try {
+    const auto config = context_.config();
+    auto [history, footer] = kept_switchovers(*config, limit);
+    json::array reports;
+    for (const auto& report : history.reports) reports.push_back(report_json(report));
+    std::string text =
+        history.reports.empty()
+            ? "no switchover kept in " + history_path(config->switchover.state_file) + "\n"
+            : history_table(history.reports).to_text();
+    return AdminReply::success(std::move(reports), text + footer);
+  } catch (const std::exception& e) {
+    return AdminReply::failure("state", e.what());
+  }
 }
 
 AdminReply ControlPlane::show_replication() {

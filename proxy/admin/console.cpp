@@ -166,6 +166,8 @@ constexpr HelpEntry kHelp[] = {
      "active environment, epoch, switchover, fence, uptime, version"},
     {"SHOW REPLICATION", "show replication", true,
      "blue -> green replication, one row per database"},
+    {"SHOW SWITCHOVERS", "show switchovers", true,
+     "the kept switchovers: id, start, outcome, durations, sessions, reason"},
     {"SHOW HELP", "", true, "this list"},
     {kSwitchoverSyntax, "switchover", false,
      "move every session to green; DRY RUN checks the guardrails only"},

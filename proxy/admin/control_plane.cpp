@@ -84,6 +84,9 @@ void ControlPlane::register_commands(AdminServer& admin) {
   admin.add("switchover",
             "move every session to green (args: timeout_s, drain_timeout_s, on_straggler, dry_run)",
             [this](const AdminRequest& r, const AdminEmit& emit) { return switchover(r, emit); });
+  admin.add("switchover history",
+            "the kept reports of past switchovers, oldest first (args: limit, the newest N)",
+            [this](const AdminRequest& r, const AdminEmit&) { return switchover_history(r); });
   admin.add("reload",
             "re-read the configuration file; apply what can change live, list what needs a "
             "restart",
@@ -98,6 +101,8 @@ void ControlPlane::register_commands(AdminServer& admin) {
             [this](const AdminRequest&, const AdminEmit&) { return show_state(); });
   admin.add("show replication", "replication status, one row per database",
             [this](const AdminRequest&, const AdminEmit&) { return show_replication(); });
+  admin.add("show switchovers", "the kept switchovers, one row each (switchover history)",
+            [this](const AdminRequest&, const AdminEmit&) { return show_switchovers(); });
   admin.add("pause",
             "hold every client at its next transaction boundary (maintenance without a "
             "switchover; args: timeout_s, how long to wait for open transactions)",
@@ -216,13 +221,17 @@ AdminReply ControlPlane::switchover(const AdminRequest& request, const AdminEmit
   if (auto* reason = std::get_if<std::string>(&options)) {
     return AdminReply::failure("bad_request", *reason);
   }
+  auto refuse = [](std::string code, std::string message) {
+    spdlog::warn("switchover refused ({}), nothing changed: {}", code, message);
+    return AdminReply::failure(std::move(code), std::move(message));
+  };
   std::unique_lock lock(long_operation_, std::try_to_lock);
-  if (!lock) return AdminReply::failure("busy", "another long admin operation is running");
+  if (!lock) return refuse("busy", "another long admin operation is running");
   if (context_.paused.load()) {
-    return AdminReply::failure("state", "pgflip is paused: RESUME first, then switch over");
+    return refuse("state", "pgflip is paused: RESUME first, then switch over");
   }
   std::unique_lock router_lock(router_change_, std::try_to_lock);
-  if (!router_lock) return AdminReply::failure("busy", "a configuration reload is running");
+  if (!router_lock) return refuse("busy", "a configuration reload is running");
   {
     std::lock_guard record(record_mutex_);
     record_.running = true;

@@ -59,6 +59,8 @@ class ControlPlane {
   AdminReply show_state();
   AdminReply show_replication();
   AdminReply show_stats(const AdminRequest& request);
+  AdminReply show_switchovers();
+  AdminReply switchover_history(const AdminRequest& request);
 
   void poll_replication(std::stop_token stop);
   /// Makes the poller poll now (after replication init, after a switchover).

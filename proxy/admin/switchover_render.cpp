@@ -1,54 +1,22 @@
-// The switchover report as the admin socket, pgflipctl and the console show it.
+// The switchover report as the admin socket, pgflipctl and the console show it, and the
+// history of switchovers as a table.
 #include "proxy/admin/switchover_render.hpp"
 
+#include <chrono>
+#include <cmath>
 #include <cstdio>
+
+#include "proxy/base/utc_time.hpp"
 
 namespace pgflip::proxy {
 
 namespace json = boost::json;
-
-json::object step_json(const StepRecord& step) {
-  return json::object{{"step", step_name(step.step)},
-                      {"ms", step.ms},
-                      {"started_at", step.started_at},
-                      {"detail", step.detail}};
-}
 
 std::string step_line(const StepRecord& step) {
   char line[64];
   std::snprintf(line, sizeof line, "%-11s %8.1f ms  ", std::string(step_name(step.step)).c_str(),
                 step.ms);
   return line + step.detail;
-}
-
-json::object report_json(const SwitchoverReport& r) {
-  json::array steps;
-  for (const auto& step : r.steps) steps.push_back(step_json(step));
-  json::array ended;
-  for (const auto& e : r.ended) {
-    ended.push_back(
-        json::object{{"session", e.session}, {"phase", phase_name(e.phase)}, {"reason", e.reason}});
-  }
-  json::array stragglers;
-  for (auto sid : r.stragglers) stragglers.push_back(sid);
-  return json::object{{"switchover_id", r.id},
-                      {"outcome", outcome_name(r.outcome)},
-                      {"failed_step", r.failed_step ? step_name(*r.failed_step) : ""},
-                      {"reason", r.reason},
-                      {"total_ms", r.total_ms},
-                      {"steps", std::move(steps)},
-                      {"sessions", json::object{{"total", r.sessions},
-                                                {"moved", r.moved},
-                                                {"released_to_blue", r.released},
-                                                {"ended", r.ended.size()}}},
-                      {"ended", std::move(ended)},
-                      {"stragglers", std::move(stragglers)},
-                      {"parked_clients", r.parked_clients},
-                      {"max_parked_ms", r.max_parked_ms},
-                      {"p99_parked_ms", r.p99_parked_ms},
-                      {"sequences_copied", r.sequences},
-                      {"sentinel", r.id},
-                      {"active", r.active}};
 }
 
 std::string report_text(const SwitchoverReport& r) {
@@ -72,6 +40,21 @@ std::string report_text(const SwitchoverReport& r) {
     text += "  ended c" + std::to_string(e.session) + ": " + e.reason + "\n";
   }
   return text;
+}
+
+AdminTable history_table(const std::vector<SwitchoverReport>& reports) {
+  AdminTable table({"id", "started", "outcome", "total_ms", "window_ms", "sessions", "moved",
+                    "released", "ended", "reason"});
+  auto tenths = [](double ms) { return std::round(ms * 10) / 10; };
+  for (const auto& r : reports) {
+    const auto started = std::chrono::system_clock::time_point(
+        std::chrono::duration_cast<std::chrono::system_clock::duration>(
+            std::chrono::duration<double>(r.started_at)));
+    table.add({json::string(r.id), json::string(iso8601_utc(started, true)),
+               json::string(outcome_summary(r)), tenths(r.total_ms), tenths(r.window_ms),
+               r.sessions, r.moved, r.released, r.ended.size(), json::string(r.reason)});
+  }
+  return table;
 }
 
 std::variant<SwitchoverOptions, std::string> switchover_options(const config::Config& config,

@@ -54,6 +54,10 @@ Commands:
   switchover [--timeout S] [--drain-timeout S] [--on-straggler abort|cancel] [--dry-run]
                                        move every live session to green; prints each
                                        step and a report; exit 0 only when green serves
+  switchover history [--limit N]       the kept switchovers, oldest first: id, start, outcome,
+                                       total and clients-held ms, sessions, reason (--json:
+                                       the full reports); --limit: the newest N only
+  show switchovers                     the same rows as switchover history, all kept ones
   abort                                abort a running switchover (before its commit point)
   reload                               re-read pgflip's configuration file (as SIGHUP): lists the
                                        keys now in force and those that need a restart; a bad
@@ -378,6 +382,12 @@ int main(int argc, char** argv) {
         return usage_error("--count needs a positive whole number");
       }
       count = static_cast<long>(*value);
+    } else if (arg == "--limit" && i + 1 < args.size()) {
+      const auto value = positive_number(args[++i]);
+      if (!value || *value != static_cast<double>(static_cast<long>(*value))) {
+        return usage_error("--limit needs a positive whole number");
+      }
+      request_args["limit"] = static_cast<std::int64_t>(*value);
     } else if (arg == "--socket" && i + 1 < args.size()) {
       socket_path = args[++i];
     } else if (arg == "--config" && i + 1 < args.size()) {

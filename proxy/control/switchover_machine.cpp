@@ -170,6 +170,8 @@ SwitchoverMachine::Clock::time_point SwitchoverMachine::step_deadline(StepLimit 
 
 SwitchoverReport SwitchoverMachine::run() {
   start_ = Clock::now();
+  started_at_ =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
   deadline_ = start_ + options_.timeout;
   std::optional<Step> step = kSteps.front().step;
   try {
@@ -190,7 +192,6 @@ SwitchoverReport SwitchoverMachine::run() {
   // Past the commit point: roll forward only; a failure here is reported, never undone.
   for (; step; step = next_step(*step)) run_step(*step);
   transition(Phase::kEnded);
-  spdlog::info("switchover {} committed: green is active", id_);
   return report(SwitchoverOutcome::kCommitted);
 }
 
@@ -201,6 +202,7 @@ void SwitchoverMachine::run_step(Step step) {
   const auto wall = std::chrono::system_clock::now();
   step_deadline_ = step_deadline(spec(step).limit);
   step_detail_.clear();
+  if (step == Step::kPark) park_started_ = step_started_;
   switch (step) {
     case Step::kGuardrails:
       guardrails();
@@ -437,6 +439,7 @@ void SwitchoverMachine::commit() {
 void SwitchoverMachine::flip() {
   for (auto& s : participants_) s->decide(SwitchoverDecision::kCommit, {});
   const auto late = run_->wait_for(ParticipantPhase::kMoved, step_deadline_);
+  released_at_ = Clock::now();
   fleet_.hold_logins(false);
   std::size_t moved = 0;
   for (const auto& [sid, state] : run_->snapshot())
@@ -484,6 +487,7 @@ void SwitchoverMachine::roll_back(const StepFailure& failure) {
         for (auto& s : participants_) s->decide(SwitchoverDecision::kAbort, {});
         run_->clear_interrupt();
         (void)run_->wait_for(ParticipantPhase::kReleased, Clock::now() + kReleaseTimeout);
+        released_at_ = Clock::now();
         fleet_.hold_logins(false);
         break;
       case StepUndo::kNothing:
@@ -508,7 +512,12 @@ SwitchoverReport SwitchoverMachine::report(SwitchoverOutcome outcome) const {
   }
   r.failed_step = failed_step_;
   r.reason = reason_;
+  r.started_at = started_at_;
   r.total_ms = ms_since(start_);
+  if (park_started_ != Clock::time_point{}) {
+    const auto end = released_at_ != Clock::time_point{} ? released_at_ : Clock::now();
+    r.window_ms = std::chrono::duration<double, std::milli>(end - park_started_).count();
+  }
   r.steps = steps_;
   r.stragglers = stragglers_;
   r.sequences = sequences_;
@@ -524,6 +533,12 @@ SwitchoverReport SwitchoverMachine::report(SwitchoverOutcome outcome) const {
       r.ended.push_back({sid, state.phase, state.detail});
     }
     if (state.had_held_request) held.push_back(state.held_ms);
+    SessionRecord record{sid, state.phase, 0, state.had_held_request, state.held_ms};
+    if (state.parked_at != Clock::time_point{}) {
+      const auto end = state.done_at != Clock::time_point{} ? state.done_at : Clock::now();
+      record.parked_ms = std::chrono::duration<double, std::milli>(end - state.parked_at).count();
+    }
+    r.participants.push_back(record);
   }
   std::sort(held.begin(), held.end());
   r.parked_clients = held.size();

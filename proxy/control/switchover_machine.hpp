@@ -166,6 +166,9 @@ class SwitchoverMachine {
 
   // On the machine's thread only.
   Clock::time_point start_;
+  double started_at_ = 0;             // Unix seconds, for the report
+  Clock::time_point park_started_{};  // the window in which clients are held opens
+  Clock::time_point released_at_{};   // ... and closes (the flip's end, or the rollback's release)
   Clock::time_point deadline_;
   Step current_ = Step::kGuardrails;
   Clock::time_point step_started_;

@@ -53,13 +53,26 @@ struct EndedSession {
   std::string reason;
 };
 
+/// One session that took part: where it ended and how long the switchover held it.
+struct SessionRecord {
+  std::uint64_t session = 0;
+  ParticipantPhase phase = ParticipantPhase::kJoined;  // its last phase (moved, released, ...)
+  double parked_ms = 0;       // from its park (at a transaction boundary) to its move or release
+  bool held_request = false;  // its client sent a request while it was parked
+  double held_ms = 0;         // how long that request waited
+};
+
 struct SwitchoverReport {
   std::string id;
+  double started_at = 0;  // Unix seconds when the run began
   SwitchoverOutcome outcome = SwitchoverOutcome::kAborted;
   bool operator_abort = false;      // aborted by `abort`, not by a failure or a deadline
   std::optional<Step> failed_step;  // where an abort happened
   std::string reason;               // why (empty when committed)
   double total_ms = 0;
+  /// Clients held: from the park step's start to their release (the flip's end, or the end of
+  /// a rollback's release); 0 when the run never reached the park step.
+  double window_ms = 0;
   std::vector<StepRecord> steps;          // the steps that finished, in order
   std::size_t sessions = 0;               // live sessions that took part
   std::size_t moved = 0;                  // serving from green
@@ -69,6 +82,7 @@ struct SwitchoverReport {
   std::size_t parked_clients = 0;         // sessions with a request held while parked
   double max_parked_ms = 0;
   double p99_parked_ms = 0;
+  std::vector<SessionRecord> participants;  // every session that took part, by id
   std::size_t sequences = 0;
   std::string active;         // the environment serving when the run ended
   std::string green_address;  // host:port, for the dry run's answer

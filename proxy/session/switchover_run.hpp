@@ -46,6 +46,7 @@ struct ParticipantState {
   double held_ms = 0;         // how long a client request waited while parked
   bool had_held_request = false;
   std::chrono::steady_clock::time_point parked_at{};
+  std::chrono::steady_clock::time_point done_at{};  // when it moved, was released, ended or failed
 };
 
 class SwitchoverRun;
@@ -85,6 +86,10 @@ class SwitchoverRun {
     state.phase = phase;
     if (!detail.empty()) state.detail = std::move(detail);
     if (phase == ParticipantPhase::kParked) state.parked_at = std::chrono::steady_clock::now();
+    if (phase > ParticipantPhase::kParked &&
+        state.done_at == std::chrono::steady_clock::time_point{}) {
+      state.done_at = std::chrono::steady_clock::now();
+    }
     changed_.notify_all();
   }
 
