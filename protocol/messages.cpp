@@ -800,6 +800,17 @@ Authentication make_sasl_authentication(const std::vector<std::string>& mechanis
   return auth;
 }
 
+void record_parameter_status(std::vector<std::pair<std::string, std::string>>& parameters,
+                             ParameterStatus status) {
+  for (auto& [name, value] : parameters) {
+    if (name == status.name) {
+      value = std::move(status.value);
+      return;
+    }
+  }
+  parameters.emplace_back(std::move(status.name), std::move(status.value));
+}
+
 ErrorResponse make_error(std::string_view severity, std::string_view sqlstate,
                          std::string_view message, std::string_view detail) {
   ErrorResponse error;

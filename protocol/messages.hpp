@@ -356,6 +356,25 @@ using BackendMessage =
 [[nodiscard]] std::variant<BackendMessage, DecodeError> parse_backend(char type,
                                                                       std::string_view body);
 
+/// The body of one known message type (Msg::kType), or nullopt if it is malformed: for code
+/// that has a body in hand (e.g. from FrameScanner) and wants one message kind out of it.
+template <class Msg>
+[[nodiscard]] std::optional<Msg> parse_backend_as(std::string_view body) {
+  auto parsed = parse_backend(Msg::kType, body);
+  if (auto* message = std::get_if<BackendMessage>(&parsed)) {
+    if (auto* typed = std::get_if<Msg>(message)) return std::move(*typed);
+  }
+  return std::nullopt;
+}
+template <class Msg>
+[[nodiscard]] std::optional<Msg> parse_frontend_as(std::string_view body) {
+  auto parsed = parse_frontend(Msg::kType, body);
+  if (auto* message = std::get_if<FrontendMessage>(&parsed)) {
+    if (auto* typed = std::get_if<Msg>(message)) return std::move(*typed);
+  }
+  return std::nullopt;
+}
+
 /// The message's name as in the docs ("Query"), or "unknown", for logs.
 [[nodiscard]] std::string_view frontend_message_name(char type);
 [[nodiscard]] std::string_view backend_message_name(char type);
@@ -417,6 +436,11 @@ void encode(const BackendMessage& message, std::string& out);
 /// make_error() encoded as a whole 'E' message.
 [[nodiscard]] std::string encode_error(std::string_view severity, std::string_view sqlstate,
                                        std::string_view message, std::string_view detail = {});
+
+/// Records a ParameterStatus in the list of a server's reported parameters (in the order
+/// first reported): a known name takes the new value in place, a new name is appended.
+void record_parameter_status(std::vector<std::pair<std::string, std::string>>& parameters,
+                             ParameterStatus status);
 
 /// The body of a 'p' message answering AuthenticationSASL.
 /// https://www.postgresql.org/docs/current/protocol-message-formats.html#PROTOCOL-MESSAGE-FORMATS-SASLINITIALRESPONSE

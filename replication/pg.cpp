@@ -11,29 +11,8 @@
 
 namespace pgflip::replication {
 
-std::string quote_ident(std::string_view name) {
-  std::string out = "\"";
-  for (char c : name) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  out += '"';
-  return out;
-}
-
 std::string quote_qualified(std::string_view schema, std::string_view name) {
   return quote_ident(schema) + "." + quote_ident(name);
-}
-
-std::string quote_literal(std::string_view value) {
-  const bool has_backslash = value.find('\\') != std::string_view::npos;
-  std::string out = has_backslash ? "E'" : "'";
-  for (char c : value) {
-    if (c == '\'' || (has_backslash && c == '\\')) out += c;
-    out += c;
-  }
-  out += '\'';
-  return out;
 }
 
 std::string conninfo_string(const std::vector<std::pair<std::string, std::string>>& params) {

@@ -12,18 +12,16 @@
 #include <utility>
 #include <vector>
 
+#include "protocol/sql_quote.hpp"
 #include "replication/settings.hpp"
 
 namespace pgflip::replication {
 
-/// Identifier quoting as PQescapeIdentifier does it: always double-quoted, '"' doubled.
-/// Our connections run with client_encoding UTF8, where this is exact.
-[[nodiscard]] std::string quote_ident(std::string_view name);
+// The one SQL quoting of the project (protocol/sql_quote.hpp), by its short names here.
+using protocol::quote_ident;
+using protocol::quote_literal;
 /// "schema"."name"
 [[nodiscard]] std::string quote_qualified(std::string_view schema, std::string_view name);
-/// A string literal for a server with standard_conforming_strings on ('' doubled; E'' with
-/// doubled backslashes when the value has a backslash).
-[[nodiscard]] std::string quote_literal(std::string_view value);
 /// A libpq connection string from keyword/value pairs: values single-quoted, \ and ' escaped.
 /// Pairs with an empty value are left out.
 [[nodiscard]] std::string conninfo_string(

@@ -2,13 +2,13 @@
 // itself, through the admin command table (on threads of their own: commands may block).
 #include "proxy/admin/console_session.hpp"
 
-#include <array>
 #include <mutex>
 #include <optional>
 #include <vector>
 
 #include "protocol/messages.hpp"
 #include "proxy/base/event.hpp"
+#include "proxy/base/read_message.hpp"
 
 namespace pgflip::proxy {
 
@@ -36,7 +36,6 @@ std::string lower(std::string_view text) {
 
 awaitable<std::string> ConsoleService::serve(ConsoleClient& client) {
   std::string buffer = std::move(client.pending);
-  std::array<char, 4096> chunk{};
   // After a refused extended-protocol message everything up to the next Sync is discarded,
   // as a server does after an error.
   bool skipping_to_sync = false;
@@ -49,27 +48,22 @@ awaitable<std::string> ConsoleService::serve(ConsoleClient& client) {
       why = "pgflip shutting down";
       break;
     }
-    auto decoded = proto::decode_frontend(buffer, client.max_message_size);
-    if (auto* error = std::get_if<proto::DecodeError>(&decoded)) {
+    auto read = co_await read_message(client.stream, buffer, [&](std::string_view bytes) {
+      return proto::decode_frontend(bytes, client.max_message_size);
+    });
+    if (auto* error = std::get_if<proto::DecodeError>(&read)) {
       std::string reply =
           proto::encode_error("FATAL", "08P01", "protocol violation: " + error->detail);
       co_await client.write(std::move(reply));
       why = "protocol violation: " + error->detail;
       break;
     }
-    if (std::holds_alternative<proto::NeedMoreData>(decoded)) {
-      auto [ec, n] = co_await client.stream.async_read_some(asio::buffer(chunk), use_nothrow);
-      if (ec == asio::error::operation_aborted && client.shutdown_requested) continue;
-      if (ec) {
-        why = "client disconnected";
-        break;
-      }
-      buffer.append(chunk.data(), n);
-      continue;
+    if (auto* ec = std::get_if<error_code>(&read)) {
+      if (*ec == asio::error::operation_aborted && client.shutdown_requested) continue;
+      why = "client disconnected";
+      break;
     }
-    auto& message = std::get<proto::Decoded<proto::FrontendMessage>>(decoded);
-    const proto::FrontendMessage frontend = std::move(message.message);
-    buffer.erase(0, message.consumed);
+    const proto::FrontendMessage frontend = std::move(std::get<proto::FrontendMessage>(read));
 
     if (const auto* query = std::get_if<proto::Query>(&frontend)) {
       co_await run_query(client, query->query);

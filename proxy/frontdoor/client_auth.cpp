@@ -15,6 +15,7 @@
 #include "protocol/md5.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/scram.hpp"
+#include "proxy/base/read_message.hpp"
 #include "proxy/base/tls.hpp"
 #include "proxy/observe/log.hpp"
 
@@ -40,26 +41,30 @@ struct ReadResult {
   std::string error;
 };
 
-awaitable<ReadResult> read_message(ClientStream& client, std::string& pending) {
-  std::array<char, 4096> chunk{};
-  for (;;) {
-    auto header = proto::decode_header(pending, kMaxAuthMessageSize);
-    if (auto* error = std::get_if<proto::DecodeError>(&header)) {
-      co_return ReadResult{std::nullopt, false, "invalid message: " + error->detail};
+/// The type byte and body of the typed message at the front of `bytes`.
+proto::DecodeResult<ClientMessage> decode_client_message(std::string_view bytes) {
+  auto header = proto::decode_header(bytes, kMaxAuthMessageSize);
+  if (auto* error = std::get_if<proto::DecodeError>(&header)) return std::move(*error);
+  if (auto* decoded = std::get_if<proto::Decoded<proto::Header>>(&header)) {
+    const std::size_t size = decoded->message.message_size();
+    if (bytes.size() >= size) {
+      return proto::Decoded<ClientMessage>{
+          ClientMessage{decoded->message.type,
+                        std::string(bytes.substr(proto::kHeaderSize, size - proto::kHeaderSize))},
+          size};
     }
-    if (auto* decoded = std::get_if<proto::Decoded<proto::Header>>(&header)) {
-      const std::size_t size = decoded->message.message_size();
-      if (pending.size() >= size) {
-        ClientMessage message{decoded->message.type,
-                              pending.substr(proto::kHeaderSize, size - proto::kHeaderSize)};
-        pending.erase(0, size);
-        co_return ReadResult{std::move(message), false, {}};
-      }
-    }
-    auto [ec, n] = co_await client.async_read_some(asio::buffer(chunk), use_nothrow);
-    if (ec) co_return ReadResult{std::nullopt, true, ec.message()};
-    pending.append(chunk.data(), n);
   }
+  return proto::NeedMoreData{};
+}
+
+awaitable<ReadResult> read_client_message(ClientStream& client, std::string& pending) {
+  auto read = co_await read_message(client, pending, decode_client_message);
+  if (auto* error = std::get_if<proto::DecodeError>(&read)) {
+    co_return ReadResult{std::nullopt, false, "invalid message: " + error->detail};
+  }
+  if (auto* ec = std::get_if<error_code>(&read))
+    co_return ReadResult{std::nullopt, true, ec->message()};
+  co_return ReadResult{std::move(std::get<ClientMessage>(read)), false, {}};
 }
 
 awaitable<bool> send(ClientStream& client, const std::string& bytes) {
@@ -120,7 +125,7 @@ awaitable<std::optional<std::string>> read_password_message(ClientStream& client
                                                             std::string& pending,
                                                             const ClientAuthRequest& request,
                                                             std::string& failure) {
-  ReadResult read = co_await read_message(client, pending);
+  ReadResult read = co_await read_client_message(client, pending);
   if (read.closed) {
     // psql and libpq close when they have no password yet, then ask the user: not an error.
     log::debug(log_conn(request), "{} user={} connection ended during authentication: {}",

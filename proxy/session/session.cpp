@@ -3,9 +3,9 @@
 
 #include <spdlog/spdlog.h>
 
-#include <array>
 
 #include "protocol/messages.hpp"
+#include "proxy/base/read_message.hpp"
 #include "proxy/upstream/server_connection.hpp"
 
 namespace pgflip::proxy {
@@ -37,33 +37,6 @@ std::string_view state_name(Session::State state) {
       return "closing";
   }
   return "?";
-}
-
-/// The SQLSTATE of an ErrorResponse body (its 'C' field), or empty.
-std::string_view error_sqlstate(std::string_view body) {
-  while (!body.empty() && body.front() != '\0') {
-    const char code = body.front();
-    const auto end = body.find('\0', 1);
-    if (end == std::string_view::npos) break;
-    if (code == 'C') return body.substr(1, end - 1);
-    body.remove_prefix(end + 1);
-  }
-  return {};
-}
-
-/// The severity of an ErrorResponse body (the non-localized 'V' field if present).
-std::string_view error_severity(std::string_view body) {
-  std::string_view severity;
-  while (!body.empty() && body.front() != '\0') {
-    const char code = body.front();
-    const auto end = body.find('\0', 1);
-    if (end == std::string_view::npos) break;
-    const std::string_view value = body.substr(1, end - 1);
-    if (code == 'V') return value;
-    if (code == 'S') severity = value;
-    body.remove_prefix(end + 1);
-  }
-  return severity;
 }
 
 }  // namespace
@@ -253,8 +226,8 @@ void Session::flush_stats() {
   if (pending_latency_) stats_->query_duration->merge(*pending_latency_);
 }
 
-void Session::count_error(std::string_view error_body) {
-  if (stats_ != nullptr) stats_->errors.add(error_sqlstate(error_body));
+void Session::count_error(std::string_view sqlstate) {
+  if (stats_ != nullptr) stats_->errors.add(sqlstate);
 }
 
 bool Session::idle() const {
@@ -360,16 +333,24 @@ awaitable<bool> Session::startup() {
 
 awaitable<bool> Session::read_startup_packet() {
   std::string buffer;
-  std::array<char, 1024> chunk{};
   int negotiations = 0;
-  for (;;) {
-    // A TLS record where a length should be: PostgreSQL 17's direct TLS (no SSLRequest).
-    if (!buffer.empty() && buffer.front() == 0x16 && !client_.is_tls()) {
-      if (!co_await start_direct_tls(buffer)) co_return false;
-      continue;
+  // A TLS record where a length should be: PostgreSQL 17's direct TLS (no SSLRequest).
+  struct DirectTls {};
+  using Opening = std::variant<proto::StartupPacket, DirectTls>;
+  const auto decode = [this](std::string_view bytes) -> proto::DecodeResult<Opening> {
+    if (!bytes.empty() && bytes.front() == 0x16 && !client_.is_tls()) {
+      return proto::Decoded<Opening>{DirectTls{}, 0};
     }
-    auto result = proto::decode_startup(buffer);
-    if (auto* error = std::get_if<proto::DecodeError>(&result)) {
+    auto result = proto::decode_startup(bytes);
+    if (auto* decoded = std::get_if<proto::Decoded<proto::StartupPacket>>(&result)) {
+      return proto::Decoded<Opening>{std::move(decoded->message), decoded->consumed};
+    }
+    if (auto* error = std::get_if<proto::DecodeError>(&result)) return std::move(*error);
+    return proto::NeedMoreData{};
+  };
+  for (;;) {
+    auto read = co_await read_message(client_, buffer, decode, 1024);
+    if (auto* error = std::get_if<proto::DecodeError>(&read)) {
       const bool unsupported = error->code == proto::ErrorCode::kUnsupportedProtocol;
       // Built before the co_await: GCC 12 destroys temporaries of a conditional expression
       // inside a co_await twice (a double free on every bad startup packet).
@@ -381,20 +362,18 @@ awaitable<bool> Session::read_startup_packet() {
       log::info(log_conn(), "{} closed: bad startup packet: {}", peer_, error->detail);
       co_return false;
     }
-    if (std::holds_alternative<proto::NeedMoreData>(result)) {
-      auto [ec, n] = co_await client_.async_read_some(asio::buffer(chunk), use_nothrow);
-      if (ec) {
-        // A connection that never said anything (a TCP health check) is no failed login.
-        if (buffer.empty() && negotiations == 0 && !client_.is_tls()) count_login_failure_ = false;
-        log::debug(log_conn(), "{} closed before startup: {}", peer_, ec.message());
-        co_return false;
-      }
-      buffer.append(chunk.data(), n);
+    if (auto* ec = std::get_if<error_code>(&read)) {
+      // A connection that never said anything (a TCP health check) is no failed login.
+      if (buffer.empty() && negotiations == 0 && !client_.is_tls()) count_login_failure_ = false;
+      log::debug(log_conn(), "{} closed before startup: {}", peer_, ec->message());
+      co_return false;
+    }
+    auto& opening = std::get<Opening>(read);
+    if (std::holds_alternative<DirectTls>(opening)) {
+      if (!co_await start_direct_tls(buffer)) co_return false;
       continue;
     }
-    auto& decoded = std::get<proto::Decoded<proto::StartupPacket>>(result);
-    buffer.erase(0, decoded.consumed);
-    auto& packet = decoded.message;
+    auto& packet = std::get<proto::StartupPacket>(opening);
 
     if (std::holds_alternative<proto::SSLRequest>(packet) ||
         std::holds_alternative<proto::GSSENCRequest>(packet)) {
@@ -668,25 +647,16 @@ void Session::on_server_message(char type, std::string_view body) {
         on_ready_for_query();
       }
       break;
-    case 'S': {
-      const auto end = body.find('\0');
-      if (end == std::string_view::npos) break;
-      std::string name(body.substr(0, end));
-      std::string_view rest = body.substr(end + 1);
-      std::string value(rest.substr(0, rest.find('\0')));
-      bool found = false;
-      for (auto& [known, current] : server_parameters_) {
-        if (known == name) {
-          current = value;
-          found = true;
-        }
+    case proto::ParameterStatus::kType:
+      if (auto status = proto::parse_backend_as<proto::ParameterStatus>(body)) {
+        proto::record_parameter_status(server_parameters_, std::move(*status));
       }
-      if (!found) server_parameters_.emplace_back(std::move(name), std::move(value));
       break;
-    }
-    case 'E': {
-      count_error(body);
-      const auto severity = error_severity(body);
+    case proto::ErrorResponse::kType: {
+      // A malformed one is still an error the client sees: counted without a SQLSTATE.
+      const auto error = proto::parse_backend_as<proto::ErrorResponse>(body);
+      count_error(error ? error->code() : std::string_view{});
+      const std::string_view severity = error ? error->severity() : std::string_view{};
       last_server_error_fatal_ = severity == "FATAL" || severity == "PANIC";
       break;
     }
@@ -749,8 +719,11 @@ awaitable<Session::EndReason> Session::server_to_client() {
 
 awaitable<void> Session::write_client(std::string bytes) {
   // pgflip's own errors to a logged-in client count like the server's.
-  if (stats_ != nullptr && bytes.size() > 5 && bytes.front() == 'E') {
-    count_error(std::string_view(bytes).substr(5));
+  if (stats_ != nullptr && !bytes.empty() && bytes.front() == proto::ErrorResponse::kType) {
+    const auto decoded = proto::decode_backend(bytes);
+    const auto* message = std::get_if<proto::Decoded<proto::BackendMessage>>(&decoded);
+    const auto* error = message ? std::get_if<proto::ErrorResponse>(&message->message) : nullptr;
+    count_error(error ? error->code() : std::string_view{});
   }
   client_write_in_progress_ = true;
   asio::steady_timer timer(client_.get_executor());

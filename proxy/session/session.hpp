@@ -144,7 +144,7 @@ class Session : public std::enable_shared_from_this<Session>, public SwitchoverP
   void end_cycle();
   void on_ready_for_query();
   void flush_stats();
-  void count_error(std::string_view error_body);
+  void count_error(std::string_view sqlstate);
 
   // Switchover (session_switchover.cpp).
   struct CapturedState;

@@ -2,15 +2,17 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
 #include <cstdlib>
 
 #include "protocol/messages.hpp"
+#include "protocol/sql_quote.hpp"
+#include "proxy/base/read_message.hpp"
 #include "proxy/session/session.hpp"
 
 namespace pgflip::proxy {
 
 namespace proto = pgflip::protocol;
+using proto::quote_ident;
 using Clock = std::chrono::steady_clock;
 
 /// What a parked session holds on its blue backend that must exist on green too.
@@ -41,7 +43,7 @@ namespace {
 struct QueryResult {
   std::vector<std::vector<std::vector<std::optional<std::string>>>> sets;
   std::string error;  // first ErrorResponse message, if any
-  std::vector<std::pair<std::string, std::string>> parameter_status;
+  std::vector<proto::ParameterStatus> parameter_status;
   std::string passthrough;  // NotificationResponse / NoticeResponse bytes for the client
 };
 
@@ -49,15 +51,6 @@ std::string dollar_quote(std::string_view value) {
   std::string tag = "$pgflip$";
   while (value.find(tag) != std::string_view::npos) tag.insert(tag.size() - 1, "x");
   return tag + std::string(value) + tag;
-}
-
-std::string quote_ident(std::string_view name) {
-  std::string out = "\"";
-  for (char c : name) {
-    if (c == '"') out += '"';
-    out += c;
-  }
-  return out + "\"";
 }
 
 /// Sends `bytes` and reads until `ready_count` ReadyForQuery messages arrived.
@@ -70,25 +63,20 @@ awaitable<QueryResult> exchange(ServerStream& socket, const std::string& bytes, 
     co_return result;
   }
   std::string buffer;
-  std::array<char, 8192> chunk{};
   bool in_set = false;
   while (ready_count > 0) {
-    auto decoded = proto::decode_backend(buffer, std::size_t{1} << 30);
-    if (std::holds_alternative<proto::NeedMoreData>(decoded)) {
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), use_nothrow);
-      if (ec) {
-        result.error = "server connection lost: " + ec.message();
-        co_return result;
-      }
-      buffer.append(chunk.data(), n);
-      continue;
-    }
-    if (auto* error = std::get_if<proto::DecodeError>(&decoded)) {
+    auto read = co_await read_message(
+        socket, buffer,
+        [](std::string_view bytes) { return proto::decode_backend(bytes, std::size_t{1} << 30); },
+        8192);
+    if (auto* error = std::get_if<proto::DecodeError>(&read)) {
       result.error = "invalid message from server: " + error->detail;
       co_return result;
     }
-    auto& message = std::get<proto::Decoded<proto::BackendMessage>>(decoded);
-    const std::size_t consumed = message.consumed;
+    if (auto* ec = std::get_if<error_code>(&read)) {
+      result.error = "server connection lost: " + ec->message();
+      co_return result;
+    }
     std::visit(
         [&](auto& m) {
           using M = std::decay_t<decltype(m)>;
@@ -102,16 +90,15 @@ awaitable<QueryResult> exchange(ServerStream& socket, const std::string& bytes, 
           } else if constexpr (std::is_same_v<M, proto::ReadyForQuery>) {
             --ready_count;
           } else if constexpr (std::is_same_v<M, proto::ParameterStatus>) {
-            result.parameter_status.emplace_back(m.name, m.value);
+            result.parameter_status.push_back(std::move(m));
           } else if constexpr (std::is_same_v<M, proto::NotificationResponse> ||
                                std::is_same_v<M, proto::NoticeResponse>) {
-            result.passthrough.append(buffer, 0, consumed);
+            proto::encode(m, result.passthrough);
           } else if constexpr (std::is_same_v<M, proto::CommandComplete>) {
             in_set = false;
           }
         },
-        message.message);
-    buffer.erase(0, consumed);
+        std::get<proto::BackendMessage>(read));
   }
   co_return result;
 }
@@ -302,25 +289,18 @@ awaitable<std::string> Session::replay_state(ServerLogin& green, const CapturedS
   for (const auto& name : state.protocol_statements) {
     auto it = prepared_.find(name);
     if (it == prepared_.end()) continue;
-    const std::uint32_t length = static_cast<std::uint32_t>(it->second.size() + 4);
-    bytes += 'P';
-    for (int shift = 24; shift >= 0; shift -= 8)
-      bytes += static_cast<char>((length >> shift) & 0xff);
-    bytes += it->second;
+    const auto parse = proto::parse_frontend_as<proto::Parse>(it->second);
+    if (!parse)
+      co_return "restoring session state on green failed: statement " + name +
+          " has a malformed Parse";
+    proto::encode(*parse, bytes);
     proto::encode(proto::Sync{}, bytes);
     ++ready;
   }
   if (ready == 0) co_return std::string{};
   QueryResult result = co_await exchange(green.socket, bytes, ready);
-  for (auto& [name, value] : result.parameter_status) {
-    bool found = false;
-    for (auto& [known, current] : green.parameters) {
-      if (known == name) {
-        current = value;
-        found = true;
-      }
-    }
-    if (!found) green.parameters.emplace_back(name, value);
+  for (auto& status : result.parameter_status) {
+    proto::record_parameter_status(green.parameters, std::move(status));
   }
   if (!result.error.empty()) co_return "restoring session state on green failed: " + result.error;
   if (!state.advisory_locks.empty()) {

@@ -6,9 +6,9 @@
 #include <array>
 #include <optional>
 
-#include "protocol/md5.hpp"
 #include "protocol/messages.hpp"
-#include "protocol/scram.hpp"
+#include "protocol/server_auth.hpp"
+#include "proxy/base/read_message.hpp"
 #include "proxy/base/tls.hpp"
 #include "proxy/observe/log.hpp"
 
@@ -31,17 +31,6 @@ awaitable<error_code> write_all(Stream& socket, const std::string& bytes) {
   auto [ec, n] = co_await asio::async_write(socket, asio::buffer(bytes), use_nothrow);
   (void)n;
   co_return ec;
-}
-
-std::vector<std::string> parse_mechanisms(std::string_view data) {
-  std::vector<std::string> names;
-  while (!data.empty() && data.front() != '\0') {
-    const auto end = data.find('\0');
-    if (end == std::string_view::npos) break;
-    names.emplace_back(data.substr(0, end));
-    data.remove_prefix(end + 1);
-  }
-  return names;
 }
 
 /// Asks the server for TLS (SSLRequest) and does the handshake, as `target.sslmode` says.
@@ -123,21 +112,16 @@ std::string server_end_point(ServerStream& stream) {
 
 awaitable<std::variant<proto::BackendMessage, std::string>> read_backend_message(
     ServerStream& socket, std::string& buffer, std::size_t max_size) {
-  std::array<char, 4096> chunk{};
-  for (;;) {
-    auto result = proto::decode_backend(buffer, max_size);
-    if (auto* decoded = std::get_if<proto::Decoded<proto::BackendMessage>>(&result)) {
-      proto::BackendMessage message = std::move(decoded->message);
-      buffer.erase(0, decoded->consumed);
-      co_return message;
-    }
-    if (auto* error = std::get_if<proto::DecodeError>(&result)) {
-      co_return "invalid message from server: " + error->detail;
-    }
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), use_nothrow);
-    if (ec) co_return "server closed the connection: " + ec.message();
-    buffer.append(chunk.data(), n);
+  auto read = co_await read_message(socket, buffer, [max_size](std::string_view bytes) {
+    return proto::decode_backend(bytes, max_size);
+  });
+  if (auto* error = std::get_if<proto::DecodeError>(&read)) {
+    co_return "invalid message from server: " + error->detail;
   }
+  if (auto* ec = std::get_if<error_code>(&read)) {
+    co_return "server closed the connection: " + ec->message();
+  }
+  co_return std::move(std::get<proto::BackendMessage>(read));
 }
 
 awaitable<std::pair<error_code, StreamSocket>> connect_server(const std::string& host,
@@ -194,159 +178,37 @@ awaitable<ServerLoginResult> connect_and_login(const ServerTarget& target,
   ServerStream socket(std::move(plain_socket));
   if (auto failure = co_await negotiate_tls(socket, target, where)) co_return std::move(*failure);
 
-  proto::StartupMessage startup;
-  startup.parameters.emplace_back("user", target.user);
-  startup.parameters.emplace_back("database", target.database);
-  for (const auto& parameter : target.parameters) startup.parameters.push_back(parameter);
-  std::string out;
-  proto::encode(startup, out);
-  if (auto ec = co_await write_all(socket, out)) {
+  proto::ServerAuth auth(proto::ServerAuthSettings{
+      target.user, target.database, target.parameters, target.password, target.scram_keys,
+      target.md5_secret, server_end_point(socket), where, target.environment + ".password"});
+  if (auto ec = co_await write_all(socket, auth.startup_message())) {
     co_return login_error("08006", "pgflip lost the connection to server " + where,
                           "write startup to " + where + ": " + ec.message());
   }
-
   std::string buffer;
-  std::optional<proto::ScramSha256Client> scram;
-  ServerLogin login{std::move(socket), {}, 0, 0, 'I', {}};
-  bool authenticated = false;
   for (;;) {
-    auto next = co_await read_backend_message(login.socket, buffer, kMaxLoginMessageSize);
+    auto next = co_await read_backend_message(socket, buffer, kMaxLoginMessageSize);
     if (auto* failure = std::get_if<std::string>(&next)) {
       co_return login_error("08006", "pgflip lost the connection to server " + where, *failure);
     }
-    auto& message = std::get<proto::BackendMessage>(next);
-
-    if (auto* error = std::get_if<proto::ErrorResponse>(&message)) {
-      // The server's own refusal (bad password, unknown database, too many clients)
-      // is what the client should see.
-      std::string bytes;
-      proto::encode(*error, bytes);
-      co_return ServerLoginError{std::move(bytes),
-                                 where + " refused login: " + std::string(error->code()) + " " +
-                                     std::string(error->message())};
+    auto step = auth.feed(std::get<proto::BackendMessage>(next));
+    if (auto* error = std::get_if<proto::ServerAuthError>(&step)) {
+      co_return ServerLoginError{error->error_response(), std::move(error->reason)};
     }
-    if (auto* auth = std::get_if<proto::Authentication>(&message)) {
-      out.clear();
-      switch (auth->code) {
-        case 0:  // AuthenticationOk
-          authenticated = true;
-          continue;
-        case 3:  // AuthenticationCleartextPassword
-          if (target.password.empty()) break;
-          proto::encode_password(target.password, out);
-          break;
-        case 5: {  // AuthenticationMD5Password
-          if (auth->data.size() != 4) break;
-          std::array<std::uint8_t, 4> salt{};
-          for (std::size_t i = 0; i < 4; ++i) salt[i] = static_cast<std::uint8_t>(auth->data[i]);
-          if (!target.md5_secret.empty()) {
-            proto::encode_password(proto::md5_response_from_secret(target.md5_secret, salt), out);
-          } else if (!target.password.empty()) {
-            proto::encode_password(proto::md5_password_response(target.user, target.password, salt),
-                                   out);
-          }
-          break;
-        }
-        case 10: {  // AuthenticationSASL
-          if (target.password.empty() && !target.scram_keys) break;
-          bool offered = false;
-          bool offered_plus = false;
-          for (const auto& name : parse_mechanisms(auth->data)) {
-            offered |= name == proto::kScramSha256;
-            offered_plus |= name == proto::kScramSha256Plus;
-          }
-          if (!offered && !offered_plus) {
-            co_return login_error("08P01",
-                                  "server " + where + " offers no SASL mechanism pgflip supports",
-                                  "no SCRAM-SHA-256 in SASL mechanisms");
-          }
-          // The client's own keys first (pass-through), as they prove who the client is.
-          if (target.scram_keys) {
-            scram.emplace(proto::ScramSha256Client::from_keys(target.scram_keys->client_key,
-                                                              target.scram_keys->server_key));
-          } else {
-            scram.emplace(target.password);
-          }
-          // Over TLS, bind the exchange to the server's certificate when it offers that,
-          // and otherwise say we could have (so a downgrade is detectable), as libpq does.
-          if (const std::string hash = server_end_point(login.socket); !hash.empty()) {
-            if (offered_plus) {
-              scram->set_channel_binding(std::string(proto::kTlsServerEndPoint), hash);
-            } else {
-              scram->set_channel_binding_supported();
-            }
-          } else if (!offered) {
-            co_return login_error("08P01",
-                                  "server " + where +
-                                      " offers only SCRAM-SHA-256-PLUS, which "
-                                      "needs TLS",
-                                  "SCRAM-SHA-256-PLUS without TLS");
-          }
-          proto::encode(proto::SASLInitialResponse{std::string(scram->mechanism()),
-                                                   scram->client_first_message()},
-                        out);
-          break;
-        }
-        case 11: {  // AuthenticationSASLContinue
-          if (!scram) break;
-          auto reply = scram->handle_server_first(auth->data);
-          if (auto* error = std::get_if<proto::ScramError>(&reply)) {
-            co_return login_error("28000", "SCRAM authentication with server " + where + " failed",
-                                  "SCRAM: " + error->message);
-          }
-          proto::encode_sasl_response(std::get<std::string>(reply), out);
-          break;
-        }
-        case 12:  // AuthenticationSASLFinal
-          if (!scram) break;
-          if (auto error = scram->verify_server_final(auth->data)) {
-            co_return login_error("28000",
-                                  "server " + where + " failed SCRAM verification (wrong server?)",
-                                  "SCRAM final: " + error->message);
-          }
-          continue;
-        default:
-          co_return login_error(
-              "08P01",
-              "server " + where + " asked for an authentication method pgflip does not support",
-              "unsupported authentication request " + std::to_string(auth->code));
-      }
-      if (out.empty()) {
-        co_return login_error("28000",
-                              "server " + where + " asked for a password for user \"" +
-                                  target.user + "\" and pgflip has none (set " +
-                                  target.environment + ".password)",
-                              "no password configured for " + where);
-      }
-      if (auto ec = co_await write_all(login.socket, out)) {
-        co_return login_error("08006", "pgflip lost the connection to server " + where,
-                              "write auth to " + where + ": " + ec.message());
-      }
-      continue;
-    }
-    if (!authenticated) {
-      co_return login_error("08P01", "server " + where + " sent an unexpected message during login",
-                            "unexpected message before AuthenticationOk");
-    }
-    if (auto* status = std::get_if<proto::ParameterStatus>(&message)) {
-      login.parameters.emplace_back(status->name, status->value);
-    } else if (auto* key = std::get_if<proto::BackendKeyData>(&message)) {
-      login.process_id = key->process_id;
-      login.secret_key = key->secret_key;
-    } else if (auto* notice = std::get_if<proto::NoticeResponse>(&message)) {
-      proto::encode(*notice, login.notices);
-    } else if (auto* ready = std::get_if<proto::ReadyForQuery>(&message)) {
-      login.transaction_status = ready->status;
+    if (auto* done = std::get_if<proto::ServerAuthDone>(&step)) {
       if (!buffer.empty()) {
         co_return login_error("08P01", "server " + where + " sent data after ReadyForQuery",
                               "unexpected bytes after login");
       }
-      co_return std::move(login);
-    } else if (std::holds_alternative<proto::NegotiateProtocolVersion>(message)) {
-      continue;  // pgflip asks for 3.0, which every supported server speaks
-    } else {
-      co_return login_error("08P01", "server " + where + " sent an unexpected message during login",
-                            "unexpected message during login");
+      co_return ServerLogin{std::move(socket),        std::move(done->parameters),
+                            done->process_id,         done->secret_key,
+                            done->transaction_status, std::move(done->notices)};
+    }
+    const std::string& out = std::get<proto::ServerAuthSend>(step).bytes;
+    if (out.empty()) continue;
+    if (auto ec = co_await write_all(socket, out)) {
+      co_return login_error("08006", "pgflip lost the connection to server " + where,
+                            "write auth to " + where + ": " + ec.message());
     }
   }
 }

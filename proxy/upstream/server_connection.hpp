@@ -12,19 +12,14 @@
 
 #include "config/config.hpp"
 #include "protocol/messages.hpp"
-#include "protocol/scram.hpp"
+#include "protocol/server_auth.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/base/asio.hpp"
 #include "proxy/base/stream.hpp"
 
 namespace pgflip::proxy {
 
-/// A client's SCRAM keys, recovered while authenticating it: enough to log in to a server
-/// whose role has the same SCRAM secret, without knowing the password.
-struct ScramPassThrough {
-  protocol::ScramKey client_key{};
-  protocol::ScramKey server_key{};
-};
+using protocol::ScramPassThrough;
 
 /// Which server and as whom: built from an environment's config and the client's startup.
 struct ServerTarget {
@@ -66,7 +61,8 @@ struct ServerLoginError {
 using ServerLoginResult = std::variant<ServerLogin, ServerLoginError>;
 
 /// Connects (bounded by `connect_timeout`) and logs in with whatever the server asks:
-/// trust, cleartext, MD5 or SCRAM-SHA-256. The caller bounds the whole call.
+/// trust, cleartext, MD5 or SCRAM-SHA-256 (protocol::ServerAuth). The caller bounds the whole
+/// call.
 [[nodiscard]] awaitable<ServerLoginResult> connect_and_login(
     const ServerTarget& target, std::chrono::milliseconds connect_timeout);
 

@@ -49,16 +49,9 @@ TEST_CASE("subscription and slot names fold the database name and stay within 63
   CHECK(n.subscription("a-b", 1) != n.subscription("a_b", 2));
 }
 
-TEST_CASE("quote_ident always quotes and doubles embedded quotes, like PQescapeIdentifier") {
-  CHECK(quote_ident("t") == "\"t\"");
-  CHECK(quote_ident("Weird \"x\"") == "\"Weird \"\"x\"\"\"");
+TEST_CASE("quote_qualified quotes both parts") {
   CHECK(quote_qualified("public", "T") == "\"public\".\"T\"");
-}
-
-TEST_CASE("quote_literal doubles quotes and switches to E'' for backslashes") {
-  CHECK(quote_literal("it's") == "'it''s'");
-  CHECK(quote_literal("") == "''");
-  CHECK(quote_literal("a\\b'c") == "E'a\\\\b''c'");
+  CHECK(quote_qualified("my \"s\"", "t") == "\"my \"\"s\"\"\".\"t\"");
 }
 
 TEST_CASE("conninfo_string quotes every value and skips empty ones") {

@@ -9,6 +9,7 @@
 #include "protocol/md5.hpp"
 #include "protocol/messages.hpp"
 #include "protocol/scram.hpp"
+#include "proxy/base/read_message.hpp"
 #include "proxy/frontdoor/client_auth.hpp"
 
 namespace proto = pgflip::protocol;
@@ -27,19 +28,14 @@ struct ClientSide {
   std::optional<proto::ScramSha256Client> scram;
 };
 
+proto::DecodeResult<proto::BackendMessage> decode_backend(std::string_view bytes) {
+  return proto::decode_backend(bytes);
+}
+
 awaitable<std::optional<proto::BackendMessage>> next(tcp::socket& socket, std::string& buffer) {
-  std::array<char, 4096> chunk{};
-  for (;;) {
-    auto result = proto::decode_backend(buffer);
-    if (auto* decoded = std::get_if<proto::Decoded<proto::BackendMessage>>(&result)) {
-      auto message = std::move(decoded->message);
-      buffer.erase(0, decoded->consumed);
-      co_return message;
-    }
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), use_nothrow);
-    if (ec) co_return std::nullopt;
-    buffer.append(chunk.data(), n);
-  }
+  auto read = co_await read_message(socket, buffer, decode_backend);
+  if (auto* message = std::get_if<proto::BackendMessage>(&read)) co_return std::move(*message);
+  co_return std::nullopt;
 }
 
 awaitable<void> send(tcp::socket& socket, const std::string& bytes) {

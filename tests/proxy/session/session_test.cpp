@@ -11,6 +11,7 @@
 #include "protocol/messages.hpp"
 #include "protocol/startup.hpp"
 #include "proxy/base/asio.hpp"
+#include "proxy/base/read_message.hpp"
 #include "proxy/session/proxy_context.hpp"
 #include "proxy/session/session.hpp"
 
@@ -19,56 +20,41 @@ using namespace pgflip::proxy;
 
 namespace {
 
-/// Reads whole messages of one kind from a socket, keeping leftovers between calls.
+/// Reads whole messages of one kind from a socket (read_message), keeping leftovers between
+/// calls; nullopt when none can come.
 struct MessageReader {
   std::string buffer;
 
   awaitable<std::optional<proto::BackendMessage>> backend(tcp::socket& socket) {
-    for (;;) {
-      auto result = proto::decode_backend(buffer);
-      if (auto* decoded = std::get_if<proto::Decoded<proto::BackendMessage>>(&result)) {
-        auto message = std::move(decoded->message);
-        buffer.erase(0, decoded->consumed);
-        co_return message;
-      }
-      if (!std::holds_alternative<proto::NeedMoreData>(result)) co_return std::nullopt;
-      if (!co_await fill(socket)) co_return std::nullopt;
-    }
+    co_return whole(co_await read_message(socket, buffer, decode_backend));
   }
 
   awaitable<std::optional<proto::FrontendMessage>> frontend(tcp::socket& socket) {
-    for (;;) {
-      auto result = proto::decode_frontend(buffer);
-      if (auto* decoded = std::get_if<proto::Decoded<proto::FrontendMessage>>(&result)) {
-        auto message = std::move(decoded->message);
-        buffer.erase(0, decoded->consumed);
-        co_return message;
-      }
-      if (!std::holds_alternative<proto::NeedMoreData>(result)) co_return std::nullopt;
-      if (!co_await fill(socket)) co_return std::nullopt;
-    }
+    co_return whole(co_await read_message(socket, buffer, decode_frontend));
   }
 
   awaitable<std::optional<proto::StartupMessage>> startup(tcp::socket& socket) {
-    for (;;) {
-      auto result = proto::decode_startup(buffer);
-      if (auto* decoded = std::get_if<proto::Decoded<proto::StartupPacket>>(&result)) {
-        buffer.erase(0, decoded->consumed);
-        if (auto* startup = std::get_if<proto::StartupMessage>(&decoded->message))
-          co_return *startup;
-        co_return std::nullopt;
-      }
-      if (!std::holds_alternative<proto::NeedMoreData>(result)) co_return std::nullopt;
-      if (!co_await fill(socket)) co_return std::nullopt;
+    auto packet = whole(co_await read_message(socket, buffer, decode_startup));
+    if (auto* startup = packet ? std::get_if<proto::StartupMessage>(&*packet) : nullptr) {
+      co_return std::move(*startup);
     }
+    co_return std::nullopt;
   }
 
-  awaitable<bool> fill(tcp::socket& socket) {
-    std::array<char, 4096> chunk{};
-    auto [ec, n] = co_await socket.async_read_some(asio::buffer(chunk), use_nothrow);
-    if (ec) co_return false;
-    buffer.append(chunk.data(), n);
-    co_return true;
+ private:
+  static proto::DecodeResult<proto::BackendMessage> decode_backend(std::string_view bytes) {
+    return proto::decode_backend(bytes);
+  }
+  static proto::DecodeResult<proto::FrontendMessage> decode_frontend(std::string_view bytes) {
+    return proto::decode_frontend(bytes);
+  }
+  static proto::DecodeResult<proto::StartupPacket> decode_startup(std::string_view bytes) {
+    return proto::decode_startup(bytes);
+  }
+  template <class Msg>
+  static std::optional<Msg> whole(MessageRead<Msg> read) {
+    if (auto* message = std::get_if<Msg>(&read)) return std::move(*message);
+    return std::nullopt;
   }
 };
 
