@@ -3,7 +3,6 @@
 
 #include <spdlog/spdlog.h>
 
-
 #include "protocol/messages.hpp"
 #include "proxy/base/read_message.hpp"
 #include "proxy/upstream/server_connection.hpp"
