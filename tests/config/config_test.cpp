@@ -46,6 +46,22 @@ std::string error_of(std::string_view text) {
   return {};
 }
 
+// One file that must be refused: its text and the whole ConfigError message
+// ("test.toml:LINE:COLUMN: KEY: REASON").
+struct ErrorCase {
+  std::string text;
+  std::string message;
+};
+
+// Checks every case of a table of refused files.
+template <std::size_t N>
+void check_errors(const ErrorCase (&cases)[N]) {
+  for (const ErrorCase& c : cases) {
+    CAPTURE(c.text);
+    CHECK(error_of(c.text) == c.message);
+  }
+}
+
 // Every field of [replication] equals the default-constructed one.
 void check_replication_defaults(const ReplicationSettings& replication) {
   const ReplicationSettings defaults;
@@ -409,58 +425,65 @@ TEST_CASE("TOML syntax errors give the line, column and toml++'s description") {
 }
 
 TEST_CASE("unknown keys are named in full, with a suggestion when one is close") {
-  CHECK(error_of(std::string(kBlue) + "[server]\nlistne = \"*:1\"\n") ==
-        "test.toml:4:1: server.listne: unknown key 'server.listne'; did you mean "
-        "'server.listen'?");
-  CHECK(error_of("[blue]\nhots = \"db\"\n") ==
-        "test.toml:2:1: blue.hots: unknown key 'blue.hots'; did you mean 'blue.host'?");
-  CHECK(error_of(std::string(kBlue) + "[green]\nhost = \"g\"\nPort = 1\n") ==
-        "test.toml:5:1: green.Port: unknown key 'green.Port'; did you mean 'green.port'?");
-  // Nothing close: no suggestion.
-  CHECK(error_of(std::string(kBlue) + "[server]\ncolour = 1\n") ==
-        "test.toml:4:1: server.colour: unknown key 'server.colour'");
-  // The right name in the wrong table points at the right table.
-  CHECK(error_of(std::string(kBlue) + "[server]\nlevel = \"debug\"\n") ==
-        "test.toml:4:1: server.level: unknown key 'server.level'; did you mean 'log.level'?");
-  // Top-level keys must come before the first table header.
-  CHECK(error_of("listen = \"*:1\"\n" + std::string(kBlue)) ==
-        "test.toml:1:1: listen: unknown key 'listen'; did you mean 'server.listen' or "
-        "'metrics.listen'?");
-  CHECK(error_of("port = 1\n" + std::string(kBlue)) ==
-        "test.toml:1:1: port: unknown key 'port'; did you mean 'blue.port' or 'green.port'?");
-  // After [blue], "server = ..." is a key of blue.
-  CHECK(error_of(std::string(kBlue) + "server = 5\n") ==
-        "test.toml:3:1: blue.server: unknown key 'blue.server'; did you mean 'server'?");
+  const ErrorCase cases[] = {
+      {std::string(kBlue) + "[server]\nlistne = \"*:1\"\n",
+       "test.toml:4:1: server.listne: unknown key 'server.listne'; did you mean "
+       "'server.listen'?"},
+      {"[blue]\nhots = \"db\"\n",
+       "test.toml:2:1: blue.hots: unknown key 'blue.hots'; did you mean 'blue.host'?"},
+      {std::string(kBlue) + "[green]\nhost = \"g\"\nPort = 1\n",
+       "test.toml:5:1: green.Port: unknown key 'green.Port'; did you mean 'green.port'?"},
+      // Nothing close: no suggestion.
+      {std::string(kBlue) + "[server]\ncolour = 1\n",
+       "test.toml:4:1: server.colour: unknown key 'server.colour'"},
+      // The right name in the wrong table points at the right table.
+      {std::string(kBlue) + "[server]\nlevel = \"debug\"\n",
+       "test.toml:4:1: server.level: unknown key 'server.level'; did you mean 'log.level'?"},
+      // Top-level keys must come before the first table header.
+      {"listen = \"*:1\"\n" + std::string(kBlue),
+       "test.toml:1:1: listen: unknown key 'listen'; did you mean 'server.listen' or "
+       "'metrics.listen'?"},
+      {"port = 1\n" + std::string(kBlue),
+       "test.toml:1:1: port: unknown key 'port'; did you mean 'blue.port' or 'green.port'?"},
+      // After [blue], "server = ..." is a key of blue.
+      {std::string(kBlue) + "server = 5\n",
+       "test.toml:3:1: blue.server: unknown key 'blue.server'; did you mean 'server'?"},
+  };
+  check_errors(cases);
 }
 
 TEST_CASE("unknown tables are named in full") {
-  CHECK(error_of(std::string(kBlue) + "[serverr]\nlisten = \"*:1\"\n") ==
-        "test.toml:3:2: serverr: unknown table 'serverr'; did you mean 'server'?");
-  CHECK(error_of(std::string(kBlue) + "[statistics]\n") ==
-        "test.toml:3:2: statistics: unknown table 'statistics'");
-  CHECK(error_of(std::string(kBlue) + "[replicaton]\n") ==
-        "test.toml:3:2: replicaton: unknown table 'replicaton'; did you mean 'replication'?");
-  CHECK(error_of(std::string(kBlue) + "[switchover.guardrails]\nmax_lag_ms = 1\n") ==
-        "test.toml:3:13: switchover.guardrails: unknown table 'switchover.guardrails'");
-  CHECK(error_of(std::string(kBlue) + "[blue.tls]\nmode = \"require\"\n") ==
-        "test.toml:3:7: blue.tls: unknown table 'blue.tls'; did you mean 'tls'?");
+  const ErrorCase cases[] = {
+      {std::string(kBlue) + "[serverr]\nlisten = \"*:1\"\n",
+       "test.toml:3:2: serverr: unknown table 'serverr'; did you mean 'server'?"},
+      {std::string(kBlue) + "[statistics]\n",
+       "test.toml:3:2: statistics: unknown table 'statistics'"},
+      {std::string(kBlue) + "[replicaton]\n",
+       "test.toml:3:2: replicaton: unknown table 'replicaton'; did you mean 'replication'?"},
+      {std::string(kBlue) + "[switchover.guardrails]\nmax_lag_ms = 1\n",
+       "test.toml:3:13: switchover.guardrails: unknown table 'switchover.guardrails'"},
+      {std::string(kBlue) + "[blue.tls]\nmode = \"require\"\n",
+       "test.toml:3:7: blue.tls: unknown table 'blue.tls'; did you mean 'tls'?"},
+  };
+  check_errors(cases);
 }
 
 TEST_CASE("wrong types name the key, the expected and the actual type") {
-  CHECK(error_of("[blue]\nhost = \"db\"\nport = \"5432\"\n") ==
-        "test.toml:3:8: blue.port: expected an integer, got string");
-  CHECK(error_of("[blue]\nhost = 5\n") ==
-        "test.toml:2:8: blue.host: expected a string, got integer");
-  CHECK(error_of(std::string(kBlue) + "[server]\nworkers = 1.5\n") ==
-        "test.toml:4:11: server.workers: expected an integer, got floating-point number");
-  CHECK(error_of(std::string(kBlue) + "[server]\nlisten = true\n") ==
-        "test.toml:4:10: server.listen: expected a string, got boolean");
-  CHECK(error_of(std::string(kBlue) + "[log]\nlevel = [\"info\"]\n") ==
-        "test.toml:4:9: log.level: expected a string, got array");
-  CHECK(error_of("server = 5\n" + std::string(kBlue)) ==
-        "test.toml:1:10: server: expected a table, got integer");
-  CHECK(error_of("[[blue]]\nhost = \"db\"\n") ==
-        "test.toml:1:1: blue: expected a table, got array");
+  const ErrorCase cases[] = {
+      {"[blue]\nhost = \"db\"\nport = \"5432\"\n",
+       "test.toml:3:8: blue.port: expected an integer, got string"},
+      {"[blue]\nhost = 5\n", "test.toml:2:8: blue.host: expected a string, got integer"},
+      {std::string(kBlue) + "[server]\nworkers = 1.5\n",
+       "test.toml:4:11: server.workers: expected an integer, got floating-point number"},
+      {std::string(kBlue) + "[server]\nlisten = true\n",
+       "test.toml:4:10: server.listen: expected a string, got boolean"},
+      {std::string(kBlue) + "[log]\nlevel = [\"info\"]\n",
+       "test.toml:4:9: log.level: expected a string, got array"},
+      {"server = 5\n" + std::string(kBlue),
+       "test.toml:1:10: server: expected a table, got integer"},
+      {"[[blue]]\nhost = \"db\"\n", "test.toml:1:1: blue: expected a table, got array"},
+  };
+  check_errors(cases);
 }
 
 TEST_CASE("numbers outside their range are rejected, the bounds themselves accepted") {
@@ -507,22 +530,24 @@ TEST_CASE("numbers outside their range are rejected, the bounds themselves accep
 }
 
 TEST_CASE("[blue] and blue.host are required; [green] is optional but needs a host") {
-  CHECK(error_of("") ==
-        "test.toml: blue: missing required table [blue] (the server pgflip serves "
-        "from)");
-  CHECK(error_of("[server]\nworkers = 2\n") ==
-        "test.toml: blue: missing required table [blue] (the server pgflip serves from)");
-  CHECK(error_of("[log]\nlevel = \"info\"\n\n[blue]\nport = 5432\n") ==
-        "test.toml:4:1: blue.host: missing required key (the server's hostname, IP address or "
-        "socket directory) in [blue]");
-  CHECK(error_of(std::string(kBlue) + "[green]\nport = 5433\n") ==
-        "test.toml:3:1: green.host: missing required key (the server's hostname, IP address or "
-        "socket directory) in [green]");
+  const ErrorCase cases[] = {
+      {"",
+       "test.toml: blue: missing required table [blue] (the server pgflip serves "
+       "from)"},
+      {"[server]\nworkers = 2\n",
+       "test.toml: blue: missing required table [blue] (the server pgflip serves from)"},
+      {"[log]\nlevel = \"info\"\n\n[blue]\nport = 5432\n",
+       "test.toml:4:1: blue.host: missing required key (the server's hostname, IP address or "
+       "socket directory) in [blue]"},
+      {std::string(kBlue) + "[green]\nport = 5433\n",
+       "test.toml:3:1: green.host: missing required key (the server's hostname, IP address or "
+       "socket directory) in [green]"},
+      // A misspelt host is reported as the typo it is, not as a missing host.
+      {"[blue]\ncolour = 1\n", "test.toml:2:1: blue.colour: unknown key 'blue.colour'"},
+  };
+  check_errors(cases);
   CHECK(parse(std::string(kBlue) + "[green]\nhost = \"green.internal\"\n").green->host ==
         "green.internal");
-  // A misspelt host is reported as the typo it is, not as a missing host.
-  CHECK(error_of("[blue]\ncolour = 1\n") ==
-        "test.toml:2:1: blue.colour: unknown key 'blue.colour'");
 }
 
 TEST_CASE("endpoint hosts: names, addresses and absolute socket directories") {
@@ -536,21 +561,24 @@ TEST_CASE("endpoint hosts: names, addresses and absolute socket directories") {
   CHECK(parse("[blue]\nhost = \"10.1.2.3\"\n").blue.address() == "10.1.2.3:5432");
   CHECK(parse("[blue]\nhost = \"2001:db8::5\"\n").blue.host == "2001:db8::5");
 
-  CHECK(error_of("[blue]\nhost = \"\"\n") == "test.toml:2:8: blue.host: must not be empty");
-  CHECK(error_of("[blue]\nhost = \"run/postgresql\"\n") ==
-        "test.toml:2:8: blue.host: a Unix-socket directory must be an absolute path (start with "
-        "'/')");
-  CHECK(error_of("[blue]\nhost = \"db:5432\"\n") ==
-        "test.toml:2:8: blue.host: looks like 'host:port'; set the port with 'blue.port'");
-  CHECK(error_of("[blue]\nhost = \"[::1]\"\n") ==
-        "test.toml:2:8: blue.host: write an IPv6 address without brackets");
-  CHECK(error_of("[blue]\nhost = \"db one\"\n") ==
-        "test.toml:2:8: blue.host: 'db one' is not a hostname, an IP address or an absolute "
-        "directory");
   const std::string long_dir = "/" + std::string(100, 'd');
-  CHECK(error_of("[blue]\nhost = \"" + long_dir + "\"\n") ==
-        "test.toml:2:8: blue.host: socket path '" + long_dir +
-            "/.s.PGSQL.5432' is longer than 107 bytes");
+  const ErrorCase cases[] = {
+      {"[blue]\nhost = \"\"\n", "test.toml:2:8: blue.host: must not be empty"},
+      {"[blue]\nhost = \"run/postgresql\"\n",
+       "test.toml:2:8: blue.host: a Unix-socket directory must be an absolute path (start with "
+       "'/')"},
+      {"[blue]\nhost = \"db:5432\"\n",
+       "test.toml:2:8: blue.host: looks like 'host:port'; set the port with 'blue.port'"},
+      {"[blue]\nhost = \"[::1]\"\n",
+       "test.toml:2:8: blue.host: write an IPv6 address without brackets"},
+      {"[blue]\nhost = \"db one\"\n",
+       "test.toml:2:8: blue.host: 'db one' is not a hostname, an IP address or an absolute "
+       "directory"},
+      {"[blue]\nhost = \"" + long_dir + "\"\n", "test.toml:2:8: blue.host: socket path '" +
+                                                    long_dir +
+                                                    "/.s.PGSQL.5432' is longer than 107 bytes"},
+  };
+  check_errors(cases);
 }
 
 TEST_CASE("strings with a NUL character are rejected") {
@@ -624,48 +652,54 @@ TEST_CASE("auth.method = cert needs TLS with tls.client_ca_file") {
   const Config config = parse(std::string(kBlue) + "[auth]\nmethod = \"cert\"\n" + tls);
   CHECK(config.auth.method == AuthMethod::kCert);
   CHECK(config.tls.client_ca_file == "/ca.pem");
-  CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"cert\"\n") ==
-        "test.toml:4:10: auth.method: 'cert' needs TLS to clients (tls.cert_file, tls.key_file, "
-        "and tls.client_tls other than 'disable')");
-  CHECK(error_of(std::string(kBlue) + "[auth]\nmethod = \"cert\"\n" +
-                 "[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n") ==
-        "test.toml:4:10: auth.method: 'cert' needs tls.client_ca_file (the CA that signs the "
-        "clients' certificates)");
-  CHECK(error_of(std::string(kBlue) + "[tls]\nclient_ca_file = \"/ca.pem\"\n") ==
-        "test.toml:4:18: tls.client_ca_file: needs tls.cert_file and tls.key_file (client "
-        "certificates are asked for in a TLS handshake)");
-  CHECK(error_of(std::string(kBlue) + "[tls]\nclient_ca_file = \"ca.pem\"\n") ==
-        "test.toml:4:18: tls.client_ca_file: must be an absolute path (start with '/'), got "
-        "'ca.pem'");
+  const ErrorCase cases[] = {
+      {std::string(kBlue) + "[auth]\nmethod = \"cert\"\n",
+       "test.toml:4:10: auth.method: 'cert' needs TLS to clients (tls.cert_file, tls.key_file, "
+       "and tls.client_tls other than 'disable')"},
+      {std::string(kBlue) + "[auth]\nmethod = \"cert\"\n" +
+           "[tls]\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\n",
+       "test.toml:4:10: auth.method: 'cert' needs tls.client_ca_file (the CA that signs the "
+       "clients' certificates)"},
+      {std::string(kBlue) + "[tls]\nclient_ca_file = \"/ca.pem\"\n",
+       "test.toml:4:18: tls.client_ca_file: needs tls.cert_file and tls.key_file (client "
+       "certificates are asked for in a TLS handshake)"},
+      {std::string(kBlue) + "[tls]\nclient_ca_file = \"ca.pem\"\n",
+       "test.toml:4:18: tls.client_ca_file: must be an absolute path (start with '/'), got "
+       "'ca.pem'"},
+  };
+  check_errors(cases);
 }
 
 TEST_CASE("[auth] paths, lookup query and admin users are checked") {
-  CHECK(error_of(std::string(kBlue) + "[auth]\nusers_file = \"users.txt\"\n") ==
-        "test.toml:4:14: auth.users_file: must be an absolute path (start with '/'), got "
-        "'users.txt'");
-  CHECK(error_of(std::string(kBlue) + "[auth]\nusers_file = \"/etc/\"\n") ==
-        "test.toml:4:14: auth.users_file: '/etc/' names a directory; give a file path");
-  CHECK(error_of(std::string(kBlue) + "[auth]\nquery = \"select 1\"\n") ==
-        "test.toml:4:9: auth.query: must use $1 for the user name being looked up");
-  CHECK(error_of(std::string(kBlue) + "[auth]\nquery = \"\"\n") ==
-        "test.toml:4:9: auth.query: must not be empty");
-  CHECK(error_of(std::string(kBlue) + "[auth]\nadmin_users = [\"ops\", \"\"]\n") ==
-        "test.toml:4:23: auth.admin_users: item 2: must not be empty");
-  CHECK(error_of(std::string(kBlue) + "[auth]\nadmin_users = [\"" + std::string(64, 'a') +
-                 "\"]\n") == "test.toml:4:16: auth.admin_users: item 1: '" + std::string(64, 'a') +
-                                 "' is 64 bytes long; a PostgreSQL role name has at most 63");
-  CHECK(error_of(std::string(kBlue) + "[auth]\nstats_users = [\"mon\", \"mon\"]\n") ==
-        "test.toml:4:23: auth.stats_users: item 2: 'mon' is listed twice (also item 1)");
-  CHECK(error_of(std::string(kBlue) + "[admin]\nconsole_database = \"" + std::string(64, 'd') +
-                 "\"\n") == "test.toml:4:20: admin.console_database: '" + std::string(64, 'd') +
-                                "' is 64 bytes long; a PostgreSQL database name has at most 63");
+  const ErrorCase cases[] = {
+      {std::string(kBlue) + "[auth]\nusers_file = \"users.txt\"\n",
+       "test.toml:4:14: auth.users_file: must be an absolute path (start with '/'), got "
+       "'users.txt'"},
+      {std::string(kBlue) + "[auth]\nusers_file = \"/etc/\"\n",
+       "test.toml:4:14: auth.users_file: '/etc/' names a directory; give a file path"},
+      {std::string(kBlue) + "[auth]\nquery = \"select 1\"\n",
+       "test.toml:4:9: auth.query: must use $1 for the user name being looked up"},
+      {std::string(kBlue) + "[auth]\nquery = \"\"\n",
+       "test.toml:4:9: auth.query: must not be empty"},
+      {std::string(kBlue) + "[auth]\nadmin_users = [\"ops\", \"\"]\n",
+       "test.toml:4:23: auth.admin_users: item 2: must not be empty"},
+      {std::string(kBlue) + "[auth]\nadmin_users = [\"" + std::string(64, 'a') + "\"]\n",
+       "test.toml:4:16: auth.admin_users: item 1: '" + std::string(64, 'a') +
+           "' is 64 bytes long; a PostgreSQL role name has at most 63"},
+      {std::string(kBlue) + "[auth]\nstats_users = [\"mon\", \"mon\"]\n",
+       "test.toml:4:23: auth.stats_users: item 2: 'mon' is listed twice (also item 1)"},
+      {std::string(kBlue) + "[admin]\nconsole_database = \"" + std::string(64, 'd') + "\"\n",
+       "test.toml:4:20: admin.console_database: '" + std::string(64, 'd') +
+           "' is 64 bytes long; a PostgreSQL database name has at most 63"},
+      {std::string(kBlue) + "[auth]\nadmin_users = \"ops\"\n",
+       "test.toml:4:15: auth.admin_users: expected an array of strings, got string"},
+      {std::string(kBlue) + "[auth]\nquery_usr = \"x\"\n",
+       "test.toml:4:1: auth.query_usr: unknown key 'auth.query_usr'; did you mean "
+       "'auth.query_user'?"},
+  };
+  check_errors(cases);
   CHECK(parse(std::string(kBlue) + "[admin]\nconsole_database = \"\"\n")
             .admin.console_database.empty());
-  CHECK(error_of(std::string(kBlue) + "[auth]\nadmin_users = \"ops\"\n") ==
-        "test.toml:4:15: auth.admin_users: expected an array of strings, got string");
-  CHECK(error_of(std::string(kBlue) + "[auth]\nquery_usr = \"x\"\n") ==
-        "test.toml:4:1: auth.query_usr: unknown key 'auth.query_usr'; did you mean "
-        "'auth.query_user'?");
 }
 
 TEST_CASE("[tls]: certificate and key together; require needs them") {
@@ -676,19 +710,22 @@ TEST_CASE("[tls]: certificate and key together; require needs them") {
   CHECK_FALSE(parse(std::string(kBlue) + "[tls]\ncert_file = \"/c.pem\"\nkey_file = "
                                          "\"/k.pem\"\nclient_tls = \"disable\"\n")
                   .tls.enabled());
-  CHECK(error_of(std::string(kBlue) + "[tls]\ncert_file = \"/c.pem\"\n") ==
-        "test.toml:4:13: tls.cert_file: is set but tls.key_file is not; TLS needs both the "
-        "certificate and its key");
-  CHECK(error_of(std::string(kBlue) + "[tls]\nkey_file = \"/k.pem\"\n") ==
-        "test.toml:4:12: tls.key_file: is set but tls.cert_file is not; TLS needs both the "
-        "certificate and its key");
-  CHECK(error_of(std::string(kBlue) + "[tls]\nclient_tls = \"require\"\n") ==
-        "test.toml:4:14: tls.client_tls: 'require' needs tls.cert_file and tls.key_file");
-  CHECK(error_of(std::string(kBlue) + "[tls]\nclient_tls = \"prefer\"\n") ==
-        "test.toml:4:14: tls.client_tls: must be one of 'disable', 'allow', 'require', got "
-        "'prefer'");
-  CHECK(error_of(std::string(kBlue) + "[tls]\ncert_file = \"c.pem\"\nkey_file = \"/k\"\n") ==
-        "test.toml:4:13: tls.cert_file: must be an absolute path (start with '/'), got 'c.pem'");
+  const ErrorCase cases[] = {
+      {std::string(kBlue) + "[tls]\ncert_file = \"/c.pem\"\n",
+       "test.toml:4:13: tls.cert_file: is set but tls.key_file is not; TLS needs both the "
+       "certificate and its key"},
+      {std::string(kBlue) + "[tls]\nkey_file = \"/k.pem\"\n",
+       "test.toml:4:12: tls.key_file: is set but tls.cert_file is not; TLS needs both the "
+       "certificate and its key"},
+      {std::string(kBlue) + "[tls]\nclient_tls = \"require\"\n",
+       "test.toml:4:14: tls.client_tls: 'require' needs tls.cert_file and tls.key_file"},
+      {std::string(kBlue) + "[tls]\nclient_tls = \"prefer\"\n",
+       "test.toml:4:14: tls.client_tls: must be one of 'disable', 'allow', 'require', got "
+       "'prefer'"},
+      {std::string(kBlue) + "[tls]\ncert_file = \"c.pem\"\nkey_file = \"/k\"\n",
+       "test.toml:4:13: tls.cert_file: must be an absolute path (start with '/'), got 'c.pem'"},
+  };
+  check_errors(cases);
   CHECK(pgflip::config::to_string(ClientTlsMode::kDisable) == "disable");
   CHECK(pgflip::config::to_string(ClientTlsMode::kAllow) == "allow");
   CHECK(pgflip::config::to_string(ClientTlsMode::kRequire) == "require");
@@ -704,21 +741,24 @@ TEST_CASE("blue.sslmode and blue.sslrootcert: libpq's modes, a CA for the verify
   }
   CHECK(parse("[blue]\nhost = \"db\"\nsslmode = \"verify-full\"\nsslrootcert = \"system\"\n")
             .blue.sslrootcert == "system");
-  CHECK(error_of("[blue]\nhost = \"db\"\nsslmode = \"verify-full\"\n") ==
-        "test.toml:3:11: blue.sslmode: 'verify-full' needs blue.sslrootcert (a CA file, or "
-        "'system' for the system's trust store)");
-  CHECK(error_of("[blue]\nhost = \"db\"\n[green]\nhost = \"db2\"\nsslmode = \"verify-ca\"\n") ==
-        "test.toml:5:11: green.sslmode: 'verify-ca' needs green.sslrootcert (a CA file, or "
-        "'system' for the system's trust store)");
-  CHECK(error_of("[blue]\nhost = \"db\"\nsslmode = \"allow\"\n") ==
-        "test.toml:3:11: blue.sslmode: must be one of 'disable', 'prefer', 'require', "
-        "'verify-ca', 'verify-full', got 'allow'");
-  CHECK(error_of("[blue]\nhost = \"db\"\nsslrootcert = \"ca.pem\"\n") ==
-        "test.toml:3:15: blue.sslrootcert: must be an absolute path (start with '/') or "
-        "'system', got 'ca.pem'");
-  CHECK(error_of("[blue]\nhost = \"/run/pg\"\nsslmode = \"require\"\n") ==
-        "test.toml:3:11: blue.sslmode: 'require' cannot be met over a Unix socket (no TLS "
-        "there); use 'disable' or 'prefer', or a TCP host");
+  const ErrorCase cases[] = {
+      {"[blue]\nhost = \"db\"\nsslmode = \"verify-full\"\n",
+       "test.toml:3:11: blue.sslmode: 'verify-full' needs blue.sslrootcert (a CA file, or "
+       "'system' for the system's trust store)"},
+      {"[blue]\nhost = \"db\"\n[green]\nhost = \"db2\"\nsslmode = \"verify-ca\"\n",
+       "test.toml:5:11: green.sslmode: 'verify-ca' needs green.sslrootcert (a CA file, or "
+       "'system' for the system's trust store)"},
+      {"[blue]\nhost = \"db\"\nsslmode = \"allow\"\n",
+       "test.toml:3:11: blue.sslmode: must be one of 'disable', 'prefer', 'require', "
+       "'verify-ca', 'verify-full', got 'allow'"},
+      {"[blue]\nhost = \"db\"\nsslrootcert = \"ca.pem\"\n",
+       "test.toml:3:15: blue.sslrootcert: must be an absolute path (start with '/') or "
+       "'system', got 'ca.pem'"},
+      {"[blue]\nhost = \"/run/pg\"\nsslmode = \"require\"\n",
+       "test.toml:3:11: blue.sslmode: 'require' cannot be met over a Unix socket (no TLS "
+       "there); use 'disable' or 'prefer', or a TCP host"},
+  };
+  check_errors(cases);
   CHECK_NOTHROW((void)parse("[blue]\nhost = \"/run/pg\"\nsslmode = \"prefer\"\n"));
 }
 
@@ -728,33 +768,39 @@ TEST_CASE("blue.sslcert and blue.sslkey: a client certificate, both or neither, 
   CHECK(c.blue.sslcert == "/etc/pgflip/c.crt");
   CHECK(c.blue.sslkey == "/etc/pgflip/c.key");
   CHECK(parse("[blue]\nhost = \"db\"\n").blue.sslcert.empty());
-  CHECK(error_of("[blue]\nhost = \"db\"\nsslcert = \"/c.crt\"\n") ==
-        "test.toml:3:11: blue.sslcert: needs blue.sslkey too (a client certificate and its key, "
-        "or neither)");
-  CHECK(error_of("[blue]\nhost = \"db\"\nsslkey = \"/c.key\"\n") ==
-        "test.toml:3:10: blue.sslkey: needs blue.sslcert too (a client certificate and its key, "
-        "or neither)");
-  CHECK(error_of("[blue]\nhost = \"db\"\nsslcert = \"c.crt\"\nsslkey = \"/c.key\"\n") ==
-        "test.toml:3:11: blue.sslcert: must be an absolute path (start with '/'), got 'c.crt'");
-  CHECK(error_of("[blue]\nhost = \"db\"\nsslmode = \"disable\"\nsslcert = \"/c.crt\"\n"
-                 "sslkey = \"/c.key\"\n") ==
-        "test.toml:4:11: blue.sslcert: a client certificate needs TLS, but blue.sslmode is "
-        "'disable'");
-  CHECK(error_of("[blue]\nhost = \"/run/pg\"\nsslcert = \"/c.crt\"\nsslkey = \"/c.key\"\n") ==
-        "test.toml:3:11: blue.sslcert: a client certificate needs TLS, which a Unix socket never "
-        "has");
+  const ErrorCase cases[] = {
+      {"[blue]\nhost = \"db\"\nsslcert = \"/c.crt\"\n",
+       "test.toml:3:11: blue.sslcert: needs blue.sslkey too (a client certificate and its key, "
+       "or neither)"},
+      {"[blue]\nhost = \"db\"\nsslkey = \"/c.key\"\n",
+       "test.toml:3:10: blue.sslkey: needs blue.sslcert too (a client certificate and its key, "
+       "or neither)"},
+      {"[blue]\nhost = \"db\"\nsslcert = \"c.crt\"\nsslkey = \"/c.key\"\n",
+       "test.toml:3:11: blue.sslcert: must be an absolute path (start with '/'), got 'c.crt'"},
+      {"[blue]\nhost = \"db\"\nsslmode = \"disable\"\nsslcert = \"/c.crt\"\n"
+       "sslkey = \"/c.key\"\n",
+       "test.toml:4:11: blue.sslcert: a client certificate needs TLS, but blue.sslmode is "
+       "'disable'"},
+      {"[blue]\nhost = \"/run/pg\"\nsslcert = \"/c.crt\"\nsslkey = \"/c.key\"\n",
+       "test.toml:3:11: blue.sslcert: a client certificate needs TLS, which a Unix socket never "
+       "has"},
+  };
+  check_errors(cases);
 }
 
 TEST_CASE("connection limits and the idle timeout") {
-  CHECK(error_of(std::string(kBlue) + "[server]\nmax_client_conn = 0\n") ==
-        "test.toml:4:19: server.max_client_conn: must be between 1 and 1000000, got 0");
+  const ErrorCase cases[] = {
+      {std::string(kBlue) + "[server]\nmax_client_conn = 0\n",
+       "test.toml:4:19: server.max_client_conn: must be between 1 and 1000000, got 0"},
+      {std::string(kBlue) + "[server]\nmax_client_conn_per_database = -1\n",
+       "test.toml:4:32: server.max_client_conn_per_database: must be between 0 and 1000000, got "
+       "-1"},
+      {std::string(kBlue) + "[server]\nclient_idle_timeout_ms = -5\n",
+       "test.toml:4:26: server.client_idle_timeout_ms: must be between 0 and 86400000, got -5"},
+  };
+  check_errors(cases);
   CHECK(parse(std::string(kBlue) + "[server]\nmax_client_conn_per_user = 0\n")
             .server.max_client_conn_per_user == 0);
-  CHECK(error_of(std::string(kBlue) + "[server]\nmax_client_conn_per_database = -1\n") ==
-        "test.toml:4:32: server.max_client_conn_per_database: must be between 0 and 1000000, got "
-        "-1");
-  CHECK(error_of(std::string(kBlue) + "[server]\nclient_idle_timeout_ms = -5\n") ==
-        "test.toml:4:26: server.client_idle_timeout_ms: must be between 0 and 86400000, got -5");
 }
 
 TEST_CASE("log.level must be one of the spdlog level names") {
@@ -803,12 +849,15 @@ TEST_CASE("changed_keys lists exactly the keys whose values differ") {
 }
 
 TEST_CASE("admin.socket must fit a Unix socket path") {
-  CHECK(error_of(std::string(kBlue) + "[admin]\nsocket = \"\"\n") ==
-        "test.toml:4:10: admin.socket: must not be empty");
-  CHECK(error_of(std::string(kBlue) + "[admin]\nsocket = \"/" + std::string(107, 's') + "\"\n") ==
-        "test.toml:4:10: admin.socket: is 108 bytes long; a Unix socket path may have at most 107");
-  CHECK(error_of("[blue]\nhost = \"db\"\nadmin_database = \"\"\n") ==
-        "test.toml:3:18: blue.admin_database: must not be empty");
+  const ErrorCase cases[] = {
+      {std::string(kBlue) + "[admin]\nsocket = \"\"\n",
+       "test.toml:4:10: admin.socket: must not be empty"},
+      {std::string(kBlue) + "[admin]\nsocket = \"/" + std::string(107, 's') + "\"\n",
+       "test.toml:4:10: admin.socket: is 108 bytes long; a Unix socket path may have at most 107"},
+      {"[blue]\nhost = \"db\"\nadmin_database = \"\"\n",
+       "test.toml:3:18: blue.admin_database: must not be empty"},
+  };
+  check_errors(cases);
 }
 
 TEST_CASE("metrics.listen: off by default and when empty, host:port like server.listen") {
@@ -832,38 +881,44 @@ TEST_CASE("metrics.listen: off by default and when empty, host:port like server.
 
 TEST_CASE("metrics.listen: bad values and unknown keys name the file, key and reason") {
   const std::string metrics = std::string(kBlue) + "[metrics]\n";
-  CHECK(error_of(metrics + "listen = \"9187\"\n") ==
-        "test.toml:4:10: metrics.listen: missing port; expected 'host:port', e.g. "
-        "'127.0.0.1:6432', '[::1]:6432' or '*:6432'");
-  CHECK(error_of(metrics + "listen = \"127.0.0.1:0\"\n") ==
-        "test.toml:4:10: metrics.listen: port must be between 1 and 65535, got 0");
-  CHECK(error_of(metrics + "listen = \"127.0.0.1:99999\"\n") ==
-        "test.toml:4:10: metrics.listen: port must be between 1 and 65535, got 99999");
-  CHECK(error_of(metrics + "listen = \"my host:9187\"\n") ==
-        "test.toml:4:10: metrics.listen: 'my host' is not a hostname or IP address");
-  CHECK(error_of(metrics + "listen = 9187\n") ==
-        "test.toml:4:10: metrics.listen: expected a string, got integer");
-  CHECK(error_of(metrics + "lisen = \"127.0.0.1:9187\"\n") ==
-        "test.toml:4:1: metrics.lisen: unknown key 'metrics.lisen'; did you mean "
-        "'metrics.listen'?");
-  CHECK(error_of("metrics = 1\n" + std::string(kBlue)) ==
-        "test.toml:1:11: metrics: expected a table, got integer");
-  // The client listener's own port cannot serve HTTP as well.
-  CHECK(error_of(std::string(kBlue) + "[server]\nlisten = \"127.0.0.1:7000\"\n" +
-                 "[metrics]\nlisten = \"*:7000\"\n") ==
-        "test.toml:6:10: metrics.listen: uses the same port as server.listen (7000)");
-  CHECK(error_of(metrics + "listen = \"127.0.0.1:6432\"\n") ==
-        "test.toml:4:10: metrics.listen: uses the same port as server.listen (6432)");
+  const ErrorCase cases[] = {
+      {metrics + "listen = \"9187\"\n",
+       "test.toml:4:10: metrics.listen: missing port; expected 'host:port', e.g. "
+       "'127.0.0.1:6432', '[::1]:6432' or '*:6432'"},
+      {metrics + "listen = \"127.0.0.1:0\"\n",
+       "test.toml:4:10: metrics.listen: port must be between 1 and 65535, got 0"},
+      {metrics + "listen = \"127.0.0.1:99999\"\n",
+       "test.toml:4:10: metrics.listen: port must be between 1 and 65535, got 99999"},
+      {metrics + "listen = \"my host:9187\"\n",
+       "test.toml:4:10: metrics.listen: 'my host' is not a hostname or IP address"},
+      {metrics + "listen = 9187\n",
+       "test.toml:4:10: metrics.listen: expected a string, got integer"},
+      {metrics + "lisen = \"127.0.0.1:9187\"\n",
+       "test.toml:4:1: metrics.lisen: unknown key 'metrics.lisen'; did you mean "
+       "'metrics.listen'?"},
+      {"metrics = 1\n" + std::string(kBlue),
+       "test.toml:1:11: metrics: expected a table, got integer"},
+      // The client listener's own port cannot serve HTTP as well.
+      {std::string(kBlue) + "[server]\nlisten = \"127.0.0.1:7000\"\n" +
+           "[metrics]\nlisten = \"*:7000\"\n",
+       "test.toml:6:10: metrics.listen: uses the same port as server.listen (7000)"},
+      {metrics + "listen = \"127.0.0.1:6432\"\n",
+       "test.toml:4:10: metrics.listen: uses the same port as server.listen (6432)"},
+  };
+  check_errors(cases);
   CHECK(parse(metrics + "listen = \"127.0.0.2:6432\"\n").metrics.listen_port == 6432);
 }
 
 TEST_CASE("with several mistakes, the first one in the file is reported") {
-  // The checks visit [blue] after [server]; the file order still decides.
-  CHECK(error_of("[blue]\nhost = \"db\"\nport = 0\n[server]\nworkers = -1\n") ==
-        "test.toml:3:8: blue.port: must be between 1 and 65535, got 0");
-  CHECK(error_of("[server]\nworkres = 1\n") ==
-        "test.toml:2:1: server.workres: unknown key 'server.workres'; did you mean "
-        "'server.workers'?");
+  const ErrorCase cases[] = {
+      // The checks visit [blue] after [server]; the file order still decides.
+      {"[blue]\nhost = \"db\"\nport = 0\n[server]\nworkers = -1\n",
+       "test.toml:3:8: blue.port: must be between 1 and 65535, got 0"},
+      {"[server]\nworkres = 1\n",
+       "test.toml:2:1: server.workres: unknown key 'server.workres'; did you mean "
+       "'server.workers'?"},
+  };
+  check_errors(cases);
 }
 
 TEST_CASE("empty [replication] and [switchover] tables keep the defaults") {
@@ -1064,50 +1119,56 @@ TEST_CASE("bad [replication] and [switchover] values name the key, line and colu
       CHECK(error_of(text) == "test.toml:4:" + std::string(c.error));
     }
   }
-  // The table itself must be a table.
-  CHECK(error_of(std::string(kBlue) + "replication = true\n") ==
-        "test.toml:3:1: blue.replication: unknown key 'blue.replication'; did you mean "
-        "'replication'?");
-  CHECK(error_of("switchover = 5\n" + std::string(kBlue)) ==
-        "test.toml:1:14: switchover: expected a table, got integer");
-  // With several bad items, the first one in the file is reported.
-  CHECK(error_of(std::string(kBlue) + "[replication]\ndatabases = [\"a\", \"\", 7]\n") ==
-        "test.toml:4:19: replication.databases: item 2: must not be empty");
+  const ErrorCase more[] = {
+      // The table itself must be a table.
+      {std::string(kBlue) + "replication = true\n",
+       "test.toml:3:1: blue.replication: unknown key 'blue.replication'; did you mean "
+       "'replication'?"},
+      {"switchover = 5\n" + std::string(kBlue),
+       "test.toml:1:14: switchover: expected a table, got integer"},
+      // With several bad items, the first one in the file is reported.
+      {std::string(kBlue) + "[replication]\ndatabases = [\"a\", \"\", 7]\n",
+       "test.toml:4:19: replication.databases: item 2: must not be empty"},
+  };
+  check_errors(more);
 }
 
 TEST_CASE("unknown keys in [replication] and [switchover] suggest the right one") {
-  CHECK(error_of(std::string(kBlue) + "[replication]\ndatabase = [\"shop\"]\n") ==
-        "test.toml:4:1: replication.database: unknown key 'replication.database'; did you mean "
-        "'replication.databases'?");
-  CHECK(error_of(std::string(kBlue) + "[replication]\nname_prefx = \"x\"\n") ==
-        "test.toml:4:1: replication.name_prefx: unknown key 'replication.name_prefx'; did you "
-        "mean 'replication.name_prefix'?");
-  CHECK(error_of(std::string(kBlue) + "[replication]\nheartbeat_interval = 1000\n") ==
-        "test.toml:4:1: replication.heartbeat_interval: unknown key "
-        "'replication.heartbeat_interval'");
-  CHECK(error_of(std::string(kBlue) + "[switchover]\ntimeuot_ms = 1\n") ==
-        "test.toml:4:1: switchover.timeuot_ms: unknown key 'switchover.timeuot_ms'; did you mean "
-        "'switchover.timeout_ms'?");
-  CHECK(error_of(std::string(kBlue) + "[switchover]\nmax_lag_byte = 1\n") ==
-        "test.toml:4:1: switchover.max_lag_byte: unknown key 'switchover.max_lag_byte'; did you "
-        "mean 'switchover.max_lag_bytes'?");
-  CHECK(error_of(std::string(kBlue) + "[switchover]\non_stragler = \"abort\"\n") ==
-        "test.toml:4:1: switchover.on_stragler: unknown key 'switchover.on_stragler'; did you "
-        "mean 'switchover.on_straggler'?");
-  // The right name in the wrong table points at the right table.
-  CHECK(error_of(std::string(kBlue) + "[switchover]\nstatement_timeout_ms = 1\n") ==
-        "test.toml:4:1: switchover.statement_timeout_ms: unknown key "
-        "'switchover.statement_timeout_ms'; did you mean 'replication.statement_timeout_ms'?");
-  CHECK(error_of(std::string(kBlue) + "[replication]\nstate_file = \"/x\"\n") ==
-        "test.toml:4:1: replication.state_file: unknown key 'replication.state_file'; did you "
-        "mean 'switchover.state_file'?");
-  CHECK(error_of(std::string(kBlue) + "[server]\nmax_lag_ms = 1\n") ==
-        "test.toml:4:1: server.max_lag_ms: unknown key 'server.max_lag_ms'; did you mean "
-        "'switchover.max_lag_ms'?");
-  // The admin login lives in [blue]/[green], not here.
-  CHECK(error_of(std::string(kBlue) + "[replication]\nadmin_user = \"postgres\"\n") ==
-        "test.toml:4:1: replication.admin_user: unknown key 'replication.admin_user'; did you "
-        "mean 'blue.admin_user' or 'green.admin_user'?");
+  const ErrorCase cases[] = {
+      {std::string(kBlue) + "[replication]\ndatabase = [\"shop\"]\n",
+       "test.toml:4:1: replication.database: unknown key 'replication.database'; did you mean "
+       "'replication.databases'?"},
+      {std::string(kBlue) + "[replication]\nname_prefx = \"x\"\n",
+       "test.toml:4:1: replication.name_prefx: unknown key 'replication.name_prefx'; did you "
+       "mean 'replication.name_prefix'?"},
+      {std::string(kBlue) + "[replication]\nheartbeat_interval = 1000\n",
+       "test.toml:4:1: replication.heartbeat_interval: unknown key "
+       "'replication.heartbeat_interval'"},
+      {std::string(kBlue) + "[switchover]\ntimeuot_ms = 1\n",
+       "test.toml:4:1: switchover.timeuot_ms: unknown key 'switchover.timeuot_ms'; did you mean "
+       "'switchover.timeout_ms'?"},
+      {std::string(kBlue) + "[switchover]\nmax_lag_byte = 1\n",
+       "test.toml:4:1: switchover.max_lag_byte: unknown key 'switchover.max_lag_byte'; did you "
+       "mean 'switchover.max_lag_bytes'?"},
+      {std::string(kBlue) + "[switchover]\non_stragler = \"abort\"\n",
+       "test.toml:4:1: switchover.on_stragler: unknown key 'switchover.on_stragler'; did you "
+       "mean 'switchover.on_straggler'?"},
+      // The right name in the wrong table points at the right table.
+      {std::string(kBlue) + "[switchover]\nstatement_timeout_ms = 1\n",
+       "test.toml:4:1: switchover.statement_timeout_ms: unknown key "
+       "'switchover.statement_timeout_ms'; did you mean 'replication.statement_timeout_ms'?"},
+      {std::string(kBlue) + "[replication]\nstate_file = \"/x\"\n",
+       "test.toml:4:1: replication.state_file: unknown key 'replication.state_file'; did you "
+       "mean 'switchover.state_file'?"},
+      {std::string(kBlue) + "[server]\nmax_lag_ms = 1\n",
+       "test.toml:4:1: server.max_lag_ms: unknown key 'server.max_lag_ms'; did you mean "
+       "'switchover.max_lag_ms'?"},
+      // The admin login lives in [blue]/[green], not here.
+      {std::string(kBlue) + "[replication]\nadmin_user = \"postgres\"\n",
+       "test.toml:4:1: replication.admin_user: unknown key 'replication.admin_user'; did you "
+       "mean 'blue.admin_user' or 'green.admin_user'?"},
+  };
+  check_errors(cases);
 }
 
 TEST_CASE("switchover policies print as they are spelt in the file") {
