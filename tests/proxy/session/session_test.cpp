@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include <array>
+#include <exception>
 #include <functional>
 #include <memory>
 #include <string>
@@ -127,14 +128,29 @@ struct Fixture {
     co_return std::move(socket);
   }
 
+  /// Runs the scripted server and the client until both finish (at most 10 s). Both must
+  /// finish, and an exception from either fails the test: a broken script is a failure too.
   void run(std::function<awaitable<void>()> client, std::function<awaitable<void>()> server) {
-    bool client_done = false;
-    asio::co_spawn(io, server(), asio::detached);
+    bool client_done = false, server_done = false;
+    std::string server_error;
+    asio::co_spawn(io, server(), [&](std::exception_ptr e) {
+      server_done = true;
+      if (!e) return;
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& error) {
+        server_error = error.what();
+      } catch (...) {
+        server_error = "an exception that is no std::exception";
+      }
+    });
     asio::co_spawn(io, client(), [&](std::exception_ptr e) {
       client_done = true;
       if (e) std::rethrow_exception(e);
     });
     io.run_for(std::chrono::seconds(10));
+    if (!server_error.empty()) FAIL_CHECK("the scripted server threw: " << server_error);
+    CHECK(server_done);
     CHECK(client_done);
   }
 };
