@@ -65,7 +65,7 @@ struct Endpoint {
   std::string sslcert;
   std::string sslkey;
 
-  bool is_unix_socket() const { return !host.empty() && host.front() == '/'; }
+  [[nodiscard]] bool is_unix_socket() const { return !host.empty() && host.front() == '/'; }
   /// The socket file libpq would use: "<host>/.s.PGSQL.<port>". Only meaningful for a socket host.
   [[nodiscard]] std::string unix_socket_path() const;
   /// For logs: "host:port", "[v6addr]:port", or the socket file path.
@@ -86,7 +86,7 @@ struct ServerSettings {
   /// server.shutdown_timeout_ms: SIGTERM waits this long for sessions to finish.
   std::chrono::milliseconds shutdown_timeout{30000};
   /// server.max_message_size in bytes; a larger message is a protocol violation.
-  std::size_t max_message_size = 64 * 1024 * 1024;
+  std::size_t max_message_size = std::size_t{64} * 1024 * 1024;
   /// server.max_client_conn: client connections at once, authenticated or not (SQLSTATE 53300).
   std::uint32_t max_client_conn = 1000;
   /// server.max_client_conn_per_user: authenticated client connections per user name; 0 = no
@@ -220,7 +220,7 @@ struct SwitchoverSettings {
   /// the drain (bounded by sentinel_timeout_ms) absorbs the rest. 0 = skip the catch-up.
   std::chrono::milliseconds catchup_timeout{10000};
   /// switchover.max_lag_bytes: guardrail.
-  std::int64_t max_lag_bytes = 64 * 1024 * 1024;
+  std::int64_t max_lag_bytes = std::int64_t{64} * 1024 * 1024;
   /// switchover.max_lag_ms: guardrail (heartbeat lag).
   std::chrono::milliseconds max_lag{5000};
   /// switchover.max_transaction_age_ms: guardrail, no blue transaction older than this.

@@ -36,7 +36,7 @@ template <class Msg>
 using DecodeResult = std::variant<NeedMoreData, Decoded<Msg>, DecodeError>;
 
 inline constexpr std::size_t kHeaderSize = 5;
-inline constexpr std::size_t kDefaultMaxMessageSize = 256 * 1024 * 1024;
+inline constexpr std::size_t kDefaultMaxMessageSize = std::size_t{256} * 1024 * 1024;
 
 /// Header of a typed message.
 struct Header {

@@ -221,7 +221,7 @@ ScramKey scram_stored_key(const ScramKey& client_key) { return sha256(as_view(cl
 // ---------------------------------------------------------------------------
 // Client.
 
-ScramSha256Client::ScramSha256Client(std::string password, std::string client_nonce)
+ScramSha256Client::ScramSha256Client(const std::string& password, std::string client_nonce)
     : password_(scram_prepare_password(password)),
       nonce_(client_nonce.empty() ? random_nonce() : std::move(client_nonce)) {}
 

@@ -62,7 +62,7 @@ class ScramSha256Client {
  public:
   /// An empty nonce draws 18 random bytes (base64). The password is SASLprep'd as
   /// PostgreSQL does (raw bytes if that fails).
-  explicit ScramSha256Client(std::string password, std::string client_nonce = {});
+  explicit ScramSha256Client(const std::string& password, std::string client_nonce = {});
 
   /// A client that already knows ClientKey and ServerKey (SCRAM pass-through): it proves
   /// knowledge of the password without having it. The server's salt and iteration count

@@ -384,7 +384,7 @@ PrecheckReport Manager::precheck(const PrecheckOptions& options) const {
         }
         for (const auto& [col, bc] : bit->second) {
           const auto gc = std::find_if(git->second.begin(), git->second.end(),
-                                       [&](const auto& c) { return c.first == col; });
+                                       [&name = col](const auto& c) { return c.first == name; });
           if (gc == git->second.end()) {
             ++differing;
             add(d, "columns", CheckLevel::kFail, table + "." + quote_ident(col),
@@ -399,8 +399,9 @@ PrecheckReport Manager::precheck(const PrecheckOptions& options) const {
           }
         }
         for (const auto& [col, gc] : git->second) {
-          const bool on_blue = std::any_of(bit->second.begin(), bit->second.end(),
-                                           [&](const auto& c) { return c.first == col; });
+          const bool on_blue =
+              std::any_of(bit->second.begin(), bit->second.end(),
+                          [&name = col](const auto& c) { return c.first == name; });
           if (!on_blue && gc.not_null && !gc.has_default && !gc.generated) {
             ++differing;
             add(d, "columns", CheckLevel::kFail, table + "." + quote_ident(col),
@@ -457,6 +458,7 @@ PrecheckReport Manager::precheck(const PrecheckOptions& options) const {
       int ok = 0;
       for (int i = 0; i < be.rows(); ++i) {
         const std::string ext = be.text(i, 0);
+        // NOLINTNEXTLINE(bugprone-branch-clone): two ways to be ok, the failure between them
         if (green_ext.contains(ext)) {
           ++ok;
         } else if (!available.contains(ext)) {
@@ -466,7 +468,7 @@ PrecheckReport Manager::precheck(const PrecheckOptions& options) const {
               "install the extension's package for green's PostgreSQL version, then CREATE "
               "EXTENSION " +
                   quote_ident(ext) + ";");
-        } else if (schema_copy_will_run) {
+        } else if (schema_copy_will_run) {  // the schema copy will create it
           ++ok;
         } else {
           add(d, "extensions", CheckLevel::kFail, "extension " + ext,

@@ -87,7 +87,8 @@ std::string render_table(const std::vector<std::string>& headers,
   };
   emit(headers);
   std::vector<std::string> rule;
-  for (std::size_t w : width) rule.push_back(std::string(w, '-'));
+  rule.reserve(width.size());
+  for (std::size_t w : width) rule.emplace_back(w, '-');
   emit(rule);
   for (const auto& row : rows) emit(row);
   return out;

@@ -366,6 +366,7 @@ RoleScript filter_role_dump(std::string_view dump, const std::set<std::string>& 
     std::string rewritten;
     if (after({"SET"})) {
       keep = true;
+      // NOLINTNEXTLINE(bugprone-branch-clone): CREATE ROLE and COMMENT ON ROLE, alike on purpose
     } else if (auto p = after({"CREATE", "ROLE"}); p) {
       keep = new_roles.contains(read_identifier(text, *p));
     } else if (p = after({"COMMENT", "ON", "ROLE"}); p) {

@@ -19,7 +19,7 @@ namespace pgflip::proxy {
 
 inline constexpr int kAdminProtocolVersion = 1;
 /// A request line longer than this is refused: requests are small.
-inline constexpr std::size_t kMaxAdminRequestSize = 64 * 1024;
+inline constexpr std::size_t kMaxAdminRequestSize = std::size_t{64} * 1024;
 
 struct AdminRequest {
   std::string command;

@@ -42,7 +42,7 @@ std::string AdminTable::to_text() const {
          (rows_.size() == 1 ? " row)\n" : " rows)\n");
 }
 
-AdminReply AdminTable::reply(std::string footer) const {
+AdminReply AdminTable::reply(const std::string& footer) const {
   AdminReply reply = AdminReply::success(to_json(), to_text() + footer);
   reply.columns = columns_;
   return reply;

@@ -23,7 +23,7 @@ class AdminTable {
   [[nodiscard]] boost::json::array to_json() const;
   /// Aligned columns under a header, as pgflipctl prints them.
   [[nodiscard]] std::string to_text() const;
-  [[nodiscard]] AdminReply reply(std::string footer = {}) const;
+  [[nodiscard]] AdminReply reply(const std::string& footer = {}) const;
 
  private:
   std::vector<std::string> columns_;

@@ -316,7 +316,9 @@ void encode_result(const ResultSet& result, std::string_view tag, std::string& o
       proto::FieldDescription field;
       field.name = column.name;
       field.type = static_cast<proto::Oid>(column.type);
-      field.type_size = column.type == kInt8Oid ? 8 : column.type == kBoolOid ? 1 : -1;
+      field.type_size = static_cast<std::int16_t>(column.type == kInt8Oid   ? 8
+                                                  : column.type == kBoolOid ? 1
+                                                                            : -1);
       field.type_modifier = -1;
       description.fields.push_back(std::move(field));
     }

@@ -456,7 +456,7 @@ void ControlPlane::start_replication_poller() {
       config.green->admin_user.empty()) {
     return;
   }
-  poller_ = std::jthread([this](std::stop_token stop) { poll_replication(stop); });
+  poller_ = std::jthread([this](const std::stop_token& stop) { poll_replication(stop); });
 }
 
 void ControlPlane::stop_replication_poller() {
@@ -530,7 +530,7 @@ void log_retained_wal_alarms(const AlarmLatch::Changes& changes,
 
 }  // namespace
 
-void ControlPlane::poll_replication(std::stop_token stop) {
+void ControlPlane::poll_replication(const std::stop_token& stop) {
   // Every this many polls the heartbeat table is pruned (status() only adds rows).
   constexpr int kPruneEvery = 60;
   int polls = 0;

@@ -62,7 +62,7 @@ class ControlPlane {
   AdminReply show_switchovers();
   AdminReply switchover_history(const AdminRequest& request);
 
-  void poll_replication(std::stop_token stop);
+  void poll_replication(const std::stop_token& stop);
   /// Makes the poller poll now (after replication init, after a switchover).
   void request_poll();
 

@@ -120,7 +120,7 @@ struct Daemon::Impl {
       auto session = std::make_shared<Session>(std::move(socket), context, id);
       context.sessions.add(session, id);
       asio::co_spawn(worker.io.get_executor(), session->run(),
-                     [this, session, id](std::exception_ptr error) {
+                     [this, session, id](const std::exception_ptr& error) {
                        if (error) {
                          try {
                            std::rethrow_exception(error);
@@ -243,7 +243,7 @@ int Daemon::run() {
   }
   asio::co_spawn(impl_->control, impl_->accept_loop(), asio::detached);
   asio::co_spawn(impl_->control, impl_->handle_signals(),
-                 [this](std::exception_ptr) { impl_->control.stop(); });
+                 [this](const std::exception_ptr&) { impl_->control.stop(); });
   // Listening, recovered, admin socket and metrics up: `systemctl start` may return.
   systemd::notify("READY=1\n" + impl_->control_plane->service_status());
   impl_->control.run();

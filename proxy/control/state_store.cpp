@@ -193,10 +193,10 @@ std::string store_active_state(const std::string& path, const ActiveState& state
     errno = saved;
   }
   if (rc == 0) return {};
-  const std::string note = "state file " + path + " is in place but the fsync of directory " +
-                           directory.string() + " failed (" + std::strerror(errno) +
-                           "): a crash of the host could bring the previous state back; check "
-                           "the disk";
+  std::string note = "state file " + path + " is in place but the fsync of directory " +
+                     directory.string() + " failed (" + std::strerror(errno) +
+                     "): a crash of the host could bring the previous state back; check "
+                     "the disk";
   spdlog::error("{}", note);
   return note;
 }

@@ -78,8 +78,8 @@ class ManagerServers final : public SwitchoverServers {
   bool sentinel_applied(Clock::time_point until) override {
     return watch_->wait_until(until, kSentinelPoll);
   }
-  double sentinel_ms() const override { return watch_->result().seconds * 1000; }
-  std::string sentinel_missing() const override { return watch_->missing(); }
+  [[nodiscard]] double sentinel_ms() const override { return watch_->result().seconds * 1000; }
+  [[nodiscard]] std::string sentinel_missing() const override { return watch_->missing(); }
 
   std::size_t fence(const std::vector<int>& keep_pids, const std::string& label,
                     std::chrono::milliseconds timeout) override {

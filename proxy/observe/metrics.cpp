@@ -278,7 +278,7 @@ std::string Registry::render() const {
   std::lock_guard lock(mutex_);
   for (const auto& collect : collectors_) collect();
   std::string out;
-  out.reserve(16 * 1024);
+  out.reserve(std::size_t{16} * 1024);
   for (const auto& family : families_) family->render(out);
   return out;
 }

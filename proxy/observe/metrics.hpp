@@ -168,8 +168,11 @@ class Family final : public FamilyBase {
 
   /// Gauges only: the children become exactly `values` (for sets that shrink, e.g. the
   /// replicated databases). Invalidates references from with().
-  void replace(
-      const std::vector<std::pair<Labels, double>>& values) requires std::is_same_v<Metric, Gauge> {
+  /// (A member template so that explicit instantiations of Family leave it out: clang 14 would
+  /// instantiate it for every Metric despite the constraint.)
+  template <class M = Metric>
+  requires std::is_same_v<M, Gauge>
+  void replace(const std::vector<std::pair<Labels, double>>& values) {
     for (const auto& [labels, value] : values) check_arity(labels);
     std::lock_guard lock(mutex_);
     children_.clear();

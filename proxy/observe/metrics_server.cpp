@@ -82,7 +82,8 @@ awaitable<void> MetricsServer::accept_loop() {
       continue;
     }
     ++connections_;
-    asio::co_spawn(io_, serve(std::move(socket)), [this](std::exception_ptr) { --connections_; });
+    asio::co_spawn(io_, serve(std::move(socket)),
+                   [this](const std::exception_ptr&) { --connections_; });
   }
 }
 

@@ -30,7 +30,7 @@ class MetricsServer {
   [[nodiscard]] tcp::endpoint local_endpoint() const { return endpoint_; }
 
   /// Limits, also for tests.
-  static constexpr std::size_t kMaxHeaderBytes = 8 * 1024;
+  static constexpr std::size_t kMaxHeaderBytes = std::size_t{8} * 1024;
   static constexpr std::chrono::seconds kReadTimeout{10};
   static constexpr std::chrono::seconds kWriteTimeout{10};
   static constexpr int kMaxConnections = 32;

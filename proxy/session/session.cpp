@@ -15,8 +15,8 @@ using namespace asio::experimental::awaitable_operators;
 namespace {
 
 // Read sizes: requests are small; results can be large, so the server side reads more.
-constexpr std::size_t kClientReadSize = 16 * 1024;
-constexpr std::size_t kServerReadSize = 64 * 1024;
+constexpr std::size_t kClientReadSize = std::size_t{16} * 1024;
+constexpr std::size_t kServerReadSize = std::size_t{64} * 1024;
 // The server may legitimately send rows up to 1 GB.
 constexpr std::size_t kMaxServerMessageSize = std::size_t{1} << 30;
 

@@ -76,7 +76,7 @@ class Session : public std::enable_shared_from_this<Session>, public SwitchoverP
   };
 
   Session(tcp::socket client, ProxyContext& context, std::uint64_t id);
-  ~Session();
+  ~Session() override;
 
   /// Runs the session to its end; the caller keeps the session alive meanwhile.
   awaitable<void> run();

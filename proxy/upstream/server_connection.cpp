@@ -20,9 +20,10 @@ using namespace asio::experimental::awaitable_operators;
 namespace {
 
 // Server messages during login are small; a cap protects against a confused peer.
-constexpr std::size_t kMaxLoginMessageSize = 1024 * 1024;
+constexpr std::size_t kMaxLoginMessageSize = std::size_t{1024} * 1024;
 
-ServerLoginError login_error(std::string_view sqlstate, std::string message, std::string reason) {
+ServerLoginError login_error(std::string_view sqlstate, const std::string& message,
+                             std::string reason) {
   return ServerLoginError{proto::encode_error("FATAL", sqlstate, message), std::move(reason)};
 }
 

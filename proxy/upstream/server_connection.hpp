@@ -73,7 +73,7 @@ using ServerLoginResult = std::variant<ServerLogin, ServerLoginError>;
 /// Reads one whole backend message (at most `max_size` bytes), keeping any extra bytes in
 /// `buffer`; a string says why it could not.
 [[nodiscard]] awaitable<std::variant<protocol::BackendMessage, std::string>> read_backend_message(
-    ServerStream& socket, std::string& buffer, std::size_t max_size = 1024 * 1024);
+    ServerStream& socket, std::string& buffer, std::size_t max_size = std::size_t{1024} * 1024);
 
 /// Sends a CancelRequest for (process_id, secret_key) to a server; best effort. `conn_id` is
 /// the client session it is for (logs).
