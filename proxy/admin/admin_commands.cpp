@@ -158,7 +158,7 @@ AdminReply ControlPlane::show_state() {
 AdminReply ControlPlane::show_switchovers() {
   try {
     auto [history, footer] = kept_switchovers(*context_.config(), 0);
-    return history_table(history.reports).reply(std::move(footer));
+    return history_table(history.reports).reply(footer);
   } catch (const std::exception& e) {
     return AdminReply::failure("state", e.what());
   }
