@@ -133,9 +133,9 @@ Step parse_step(std::string_view name) {
 
 ParticipantPhase parse_phase(std::string_view name) {
   for (auto phase :
-       {ParticipantPhase::kJoined, ParticipantPhase::kPrewarmed, ParticipantPhase::kParked,
-        ParticipantPhase::kMoved, ParticipantPhase::kReleased, ParticipantPhase::kEnded,
-        ParticipantPhase::kFailed}) {
+       {ParticipantPhase::kJoined, ParticipantPhase::kPrewarmed, ParticipantPhase::kHeld,
+        ParticipantPhase::kParked, ParticipantPhase::kMoved, ParticipantPhase::kReleased,
+        ParticipantPhase::kEnded, ParticipantPhase::kFailed}) {
     if (phase_name(phase) == name) return phase;
   }
   throw std::runtime_error("unknown session phase \"" + std::string(name) + "\"");

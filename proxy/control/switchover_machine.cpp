@@ -90,6 +90,8 @@ std::string_view phase_name(ParticipantPhase phase) {
       return "joined";
     case ParticipantPhase::kPrewarmed:
       return "prewarmed";
+    case ParticipantPhase::kHeld:
+      return "held";
     case ParticipantPhase::kParked:
       return "parked";
     case ParticipantPhase::kMoved:
@@ -335,7 +337,9 @@ void SwitchoverMachine::prewarm() {
 
 void SwitchoverMachine::park() {
   for (auto& s : participants_) s->decide(SwitchoverDecision::kPark, {});
-  const auto late = wait_phase(ParticipantPhase::kParked, step_deadline_);
+  // Stragglers are the sessions still inside a transaction after the drain timeout; the others
+  // are held and capturing their state (below).
+  const auto late = wait_phase(ParticipantPhase::kHeld, step_deadline_);
   check_abort();
   if (!late.empty()) {
     stragglers_ = late;
@@ -357,15 +361,29 @@ void SwitchoverMachine::park() {
                          std::min(deadline_, Clock::now() + kStragglerEndTimeout));
     check_abort();
   }
+  // Every session held at its boundary captures its state on blue and restores it on green.
+  if (const auto capturing = wait_phase(ParticipantPhase::kParked, deadline_); !capturing.empty()) {
+    check_abort();
+    throw StepFailure{Step::kPark, std::to_string(capturing.size()) +
+                                       " session(s) held at a boundary had not captured their "
+                                       "state when the switchover timeout passed"};
+  }
+  check_abort();
   if (auto failed = failed_participants(); !failed.empty()) throw StepFailure{Step::kPark, failed};
   std::size_t unmovable = 0;
+  std::string why;  // the first few sessions' reasons
   for (const auto& [sid, state] : run_->snapshot()) {
-    if (!state.unmovable.empty() && state.phase == ParticipantPhase::kParked) ++unmovable;
+    if (state.unmovable.empty() || state.phase != ParticipantPhase::kParked) continue;
+    if (++unmovable <= kUnmovableListed) {
+      why += (why.empty() ? "" : "; ") + ("c" + std::to_string(sid) + ": " + state.unmovable);
+    }
   }
   if (unmovable > 0 && cfg_.switchover.unmovable_sessions == config::UnmovablePolicy::kAbort) {
-    throw StepFailure{Step::kPark, std::to_string(unmovable) +
-                                       " session(s) hold temp tables or WITH HOLD cursors "
-                                       "(switchover.unmovable_sessions = abort)"};
+    if (unmovable > kUnmovableListed) {
+      why += "; " + std::to_string(unmovable - kUnmovableListed) + " more";
+    }
+    throw StepFailure{Step::kPark, std::to_string(unmovable) + " session(s) cannot move (" + why +
+                                       ") (switchover.unmovable_sessions = abort)"};
   }
   step_detail_ = std::to_string(participants_.size() - late.size()) + " parked, " +
                  std::to_string(late.size()) + " straggler(s), " + std::to_string(unmovable) +
@@ -441,6 +459,7 @@ void SwitchoverMachine::flip() {
   const auto late = run_->wait_for(ParticipantPhase::kMoved, step_deadline_);
   released_at_ = Clock::now();
   fleet_.hold_logins(false);
+  run_->start_retiring();  // old blue connections close now, a few at a time
   std::size_t moved = 0;
   for (const auto& [sid, state] : run_->snapshot())
     moved += state.phase == ParticipantPhase::kMoved;

@@ -8,6 +8,7 @@
 
 #include <array>
 #include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -75,6 +76,8 @@ inline constexpr std::chrono::seconds kFlipTimeout{30};
 inline constexpr std::chrono::seconds kReleaseTimeout{5};
 /// How long terminated stragglers get to end before the park step goes on.
 inline constexpr std::chrono::seconds kStragglerEndTimeout{2};
+/// How many unmovable sessions an abort at park names (the report lists them all).
+inline constexpr std::size_t kUnmovableListed = 5;
 
 /// The durable state file, as the machine uses it.
 struct SwitchoverStateFile {

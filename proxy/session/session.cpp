@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "protocol/custom_settings.hpp"
 #include "protocol/messages.hpp"
 #include "proxy/base/read_message.hpp"
 #include "proxy/upstream/server_connection.hpp"
@@ -460,6 +461,7 @@ awaitable<bool> Session::login_to_server() {
   }
   auto& login = std::get<ServerLogin>(result);
   server_ = std::move(login.socket);
+  server_user_ = target.user;
   environment_ = target.environment;
   server_host_ = target.host;
   server_port_ = target.port;
@@ -580,6 +582,11 @@ awaitable<Session::EndReason> Session::client_to_server() {
         client_scanner_.scan({buffer.data(), have}, [&](char type, std::string_view body) {
           switch (type) {
             case 'Q':
+              note_custom_settings(body.substr(0, body.find('\0')));
+              open_cycle();
+              end_cycle();
+              ++pending_responses_;
+              break;
             case 'F':
               open_cycle();
               end_cycle();
@@ -629,12 +636,21 @@ void Session::on_client_message(char type, std::string_view body) {
   // re-Parse them on green; the unnamed statement never outlives its Sync.
   if (type == 'P') {
     const auto end = body.find('\0');
-    if (end == 0 || end == std::string_view::npos) return;
+    if (end == std::string_view::npos) return;
+    const std::string_view query = body.substr(end + 1);
+    note_custom_settings(query.substr(0, query.find('\0')));
+    if (end == 0) return;
     prepared_[std::string(body.substr(0, end))] = std::string(body);
   } else if (type == 'C' && body.size() >= 2 && body.front() == 'S') {
     const std::string_view name = body.substr(1, body.find('\0', 1) - 1);
     if (!name.empty()) prepared_.erase(std::string(name));
   }
+}
+
+void Session::note_custom_settings(std::string_view sql) {
+  if (custom_settings_.size() >= kMaxCustomSettings) return;
+  proto::note_custom_settings(sql, custom_settings_);
+  if (custom_settings_.size() > kMaxCustomSettings) custom_settings_.resize(kMaxCustomSettings);
 }
 
 void Session::on_server_message(char type, std::string_view body) {

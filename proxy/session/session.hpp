@@ -137,6 +137,8 @@ class Session : public std::enable_shared_from_this<Session>, public SwitchoverP
 
   void on_server_message(char type, std::string_view body);
   void on_client_message(char type, std::string_view body);
+  /// Remembers the custom settings (`app.tenant`) a client's SQL may set, for the switchover.
+  void note_custom_settings(std::string_view sql);
 
   // Metrics: counted in plain members on the session's executor, added to the shared
   // (per-thread sharded) counters once per chunk that ends a query cycle, and at the end.
@@ -156,9 +158,16 @@ class Session : public std::enable_shared_from_this<Session>, public SwitchoverP
   void resume_server_reader();
   void release_client();
   awaitable<std::string> capture_state(CapturedState& state);
+  /// Before the window: runs the capture once at the session's next boundary (its client held
+  /// for that round trip), so that the backend has the catalogs it reads cached when it is
+  /// parked. Gives up after kWarmUpWait if the session stays inside a transaction.
+  awaitable<void> warm_up_capture();
   awaitable<std::string> replay_state(ServerLogin& green, const CapturedState& state);
-  awaitable<void> move_to(ServerLogin green, const std::string& environment,
-                          const config::Endpoint& endpoint);
+  /// Swaps the server connection for `green`; returns the old one, still open.
+  awaitable<ServerStream> move_to(ServerLogin green, const std::string& environment,
+                                  const config::Endpoint& endpoint);
+  /// Ends the old server connection after a switchover, when the run gives its turn.
+  awaitable<void> retire(std::shared_ptr<SwitchoverRun> run, ServerStream old);
   void terminate_for_switchover(std::string message);
 
   // Admin console (session_console.cpp).
@@ -194,6 +203,7 @@ class Session : public std::enable_shared_from_this<Session>, public SwitchoverP
   protocol::StartupMessage startup_message_;
   std::string client_pending_;  // client bytes read with the startup packet, forwarded after login
   std::string environment_;     // which environment the server connection belongs to
+  std::string server_user_;     // the role the server connection logged in as
   std::string server_host_;
   std::uint16_t server_port_ = 0;
   std::int32_t server_process_id_ = 0;
@@ -250,6 +260,10 @@ class Session : public std::enable_shared_from_this<Session>, public SwitchoverP
   // Switchover state, touched only on the session's executor.
   std::map<std::string, std::string>
       prepared_;  // protocol-level named statements: name -> Parse body
+  // Custom setting names the client's SQL may have set (PostgreSQL lists them nowhere); a
+  // switchover reads their values. At most kMaxCustomSettings.
+  static constexpr std::size_t kMaxCustomSettings = 256;
+  std::vector<std::string> custom_settings_;
   bool relay_running_ = false;
   std::optional<LoginGate::Pass> login_pass_;  // past the login gate, not relaying yet
   bool park_requested_ = false;                // hold the client's next request once idle

@@ -547,6 +547,57 @@ class SessionStateTest(SwitchoverTestCase):
 
 
 
+class CustomSettingsTest(SwitchoverTestCase):
+    def test_custom_settings_move(self):
+        """Custom settings (placeholders: app.tenant) are in no catalog view; pgflip moves the
+        ones whose names went by in SET, RESET or set_config, so a row-level security policy
+        keyed on one shows the same rows on green."""
+        db = self.new_database("custom")
+        with self.cluster.connect(dbname=db) as conn:
+            conn.execute("CREATE TABLE docs (id int PRIMARY KEY, tenant text NOT NULL)")
+            conn.execute("INSERT INTO docs VALUES (1, 'acme'), (2, 'globex'), (3, 'acme')")
+            conn.execute("GRANT SELECT ON docs TO app_trust")
+            conn.execute("ALTER TABLE docs ENABLE ROW LEVEL SECURITY")
+            conn.execute("CREATE POLICY by_tenant ON docs "
+                         "USING (tenant = current_setting('app.tenant', true))")
+        proxy = self.start_switchover_pgflip([db])
+        self.replication_init(proxy)
+
+        simple = proxy.connect(user="app_trust", dbname=db)  # SET, simple protocol
+        self.addCleanup(simple.close)
+        simple.execute("SET app.tenant = 'acme'")
+        simple.execute("SET app.Mode TO 'audit'")
+        extended = proxy.connect(user="app_trust", dbname=db)  # set_config, extended protocol
+        self.addCleanup(extended.close)
+        extended.execute("SELECT set_config('app.tenant', %s, false)", ("globex",))
+        extended.execute("SELECT pg_catalog.set_config('app.user_id', %s, false)", ("7",))
+        cleared = proxy.connect(user="app_trust", dbname=db)  # set, then RESET
+        self.addCleanup(cleared.close)
+        cleared.execute("SET app.tenant = 'acme'")
+        cleared.execute("RESET app.tenant")
+
+        def state(session):
+            return (session.execute("SELECT current_setting('app.tenant', true), "
+                                    "current_setting('app.mode', true), "
+                                    "current_setting('app.user_id', true)").fetchone(),
+                    [r[0] for r in session.execute("SELECT id FROM docs ORDER BY id")])
+
+        expected = {"simple": (simple, (("acme", "audit", None), [1, 3])),
+                    "extended": (extended, (("globex", None, "7"), [2])),
+                    "reset": (cleared, (("", None, None), []))}
+        for what, (session, want) in expected.items():
+            self.assertEqual(state(session), want, f"{what}, on blue")
+
+        so = self.switchover(proxy, "--timeout", "20")
+        self.assertEqual(so.returncode, 0, str(so))
+        self.assertEqual(so.result["sessions"]["moved"], 3, str(so))
+        for what, (session, want) in expected.items():
+            with self.subTest(what):
+                self.assertTrue(
+                    session.execute("SHOW server_version").fetchone()[0].startswith("17"))
+                self.assertEqual(state(session), want, f"{what}, on green")
+
+
 class SessionIdentityTest(SwitchoverTestCase):
     """SET ROLE and SET SESSION AUTHORIZATION move with the session: PostgreSQL hides `role` and
     `session_authorization` from pg_settings, so a capture that reads only pg_settings would
@@ -715,6 +766,58 @@ class SessionIdentityTest(SwitchoverTestCase):
         # RESET ROLE returns to the default on green as it would have on blue.
         left.execute("RESET ROLE")
         self.assertEqual(self.identity(left), (self.LOGIN, reader, reader))
+
+    def blue_only_role_session(self, label, overrides=None):
+        """A session that SET ROLE to a role that exists on blue only, and one that did not:
+        green refuses the first one's identity."""
+        name = f"it {label} \"{uuid.uuid4().hex[:6]}\""
+        self._roles.append(name)
+        with self.cluster.connect("blue") as conn:
+            conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(name)))
+            conn.execute(sql.SQL("GRANT {} TO {}").format(
+                sql.Identifier(name), sql.Identifier(self.LOGIN)))
+        db = self.new_database(label)
+        proxy = self.start_switchover_pgflip([db], overrides)
+        self.replication_init(proxy)
+        movable = proxy.connect(user=self.LOGIN, dbname=db)
+        self.addCleanup(movable.close)
+        movable.execute("SELECT 1")
+        lowered = harness.RawClient(proxy.port, user=self.LOGIN, database=db)
+        self.addCleanup(lowered.close)
+        lowered.query('SET ROLE "' + name.replace('"', '""') + '"')
+        return proxy, movable, lowered, name
+
+    def test_identity_green_refuses_ends_that_session(self):
+        """Green lacks the role a session SET ROLE to: that session ends with FATAL 57P01 saying
+        why (never continuing as its login role), the others move."""
+        proxy, movable, lowered, role = self.blue_only_role_session("blueonly")
+        so = self.switchover(proxy, "--timeout", "20")
+        self.assertEqual(so.returncode, 0, str(so))
+        self.assertEqual((so.result["sessions"]["moved"], so.result["sessions"]["ended"]), (1, 1),
+                         str(so))
+        self.assertIn("does not exist", so.result["ended"][0]["reason"], str(so))
+        self.on_green(movable)
+        kind, body = lowered.read_message()
+        self.assertEqual(kind, b"E", body)
+        fields = harness.parse_error_fields(body)
+        self.assertEqual((fields.get("S"), fields.get("C")), ("FATAL", "57P01"), fields)
+        self.assertIn("could not move", fields.get("M", ""))
+        self.assertIn("does not exist", fields.get("M", ""))
+
+    def test_identity_green_refuses_aborts_when_configured(self):
+        """With unmovable_sessions = abort, a state green refuses stops the switchover before
+        its commit point: it rolls back at park, and the session keeps its role on blue."""
+        proxy, movable, lowered, role = self.blue_only_role_session(
+            "blueabort", {"switchover": {"unmovable_sessions": "abort"}})
+        so = self.switchover(proxy, "--timeout", "20")
+        self.assertNotEqual(so.returncode, 0, str(so))
+        self.assertEqual((so.result["outcome"], so.result["failed_step"]), ("aborted", "park"),
+                         str(so))
+        self.assertIn("does not exist", so.result["reason"], str(so))
+        self.assertEqual(lowered.query("SELECT current_user"), [[role]])
+        self.assertTrue(lowered.query("SHOW server_version")[0][0].startswith("15"))
+        self.assertTrue(movable.execute("SHOW server_version").fetchone()[0].startswith("15"))
+        self.assertEqual(self.blue_read_only(), "off")
 
 
 if __name__ == "__main__":
