@@ -2,8 +2,8 @@
 # Switchover stall under load: pgflip's switchover vs the do-it-yourself PgBouncer cutover, both
 # moving pgbench -N (16 clients) from blue (PostgreSQL 15) to green (PostgreSQL 17) in one run.
 #
-#   bench/switchover.sh [--reps N] [--duration S] [--at S] [--clients N] [--scale N]
-#                       [--rate TPS] [--keep]
+#   bench/switchover.sh [--reps N] [--duration S] [--at S] [--clients N | --sizes N,N,...]
+#                       [--scale N] [--rate TPS] [--keep]
 #   PGFLIP_BUILD_DIR=DIR bench/switchover.sh     (default build dir: build/)
 #
 # Each repetition, for each method (interleaved: pgflip, then PgBouncer):
@@ -22,19 +22,23 @@
 #      failed transactions and aborted clients; pgflip's own report (parked ms, total ms);
 #   4. reset: replication objects dropped, green's copy dropped, blue unfenced.
 # Prints one row per repetition and a summary table. Goal: max stall <= 250 ms, 0 failed.
+# --sizes 16,200,1000 runs the whole thing once per client count (smallest first) and ends with
+# one table of stall against session count, both methods, with pgflip's per-session parked times
+# (p50/p99/max from the report) and its park and flip steps. Both servers and both proxies are
+# given room for the largest size (max_connections, max_client_conn, open files).
 # --rate TPS runs pgbench with -R (same offered load for both methods; latencies then include
 # pgbench's schedule lag). Everything runs on this machine (2 cores): compare the methods
 # inside one run, and look at the load average printed with each cutover.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/lib.sh"
 
-reps=3 duration=30 at=10 clients=16 scale=10 rate="" keep=0
+reps=3 duration=30 at=10 sizes=16 scale=10 rate="" keep=0
 while (($#)); do
   case "$1" in
     --reps) reps="${2:?}"; shift ;;
     --duration) duration="${2:?}"; shift ;;
     --at) at="${2:?}"; shift ;;
-    --clients) clients="${2:?}"; shift ;;
+    --clients | --sizes) sizes="${2:?}"; shift ;;
     --scale) scale="${2:?}"; shift ;;
     --rate) rate="${2:?}"; shift ;;
     --keep) keep=1 ;;
@@ -43,10 +47,18 @@ while (($#)); do
   esac
   shift
 done
-for n in "$reps" "$duration" "$at" "$clients" "$scale" ${rate:+"$rate"}; do
+IFS=, read -r -a size_list <<< "$sizes"
+mapfile -t size_list < <(printf '%s\n' "${size_list[@]}" | sort -n -u)
+for n in "$reps" "$duration" "$at" "$scale" ${rate:+"$rate"} "${size_list[@]}"; do
   [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "options take positive integers"
 done
 ((at >= 3 && at < duration)) || die "--at must be at least 3 and less than --duration"
+largest="${size_list[-1]}"
+((largest <= 2000)) || die "at most 2000 clients (each needs a server connection on both sides)"
+clients="${size_list[0]}"
+# pgbench, pgflip and PgBouncer each hold a socket per client (pgflip also one per server).
+ulimit -n "$(ulimit -Hn)" 2> /dev/null || true
+(($(ulimit -n) >= 3 * largest + 100)) || die "open-file limit $(ulimit -n) too low for $largest clients"
 
 "$PGFLIP_ROOT/scripts/install-deps" > /dev/null
 build="${PGFLIP_BUILD_DIR:-$PGFLIP_ROOT/build}"
@@ -88,7 +100,8 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 log "starting blue (PostgreSQL 15) and green (PostgreSQL 17) in $work/cluster"
-"$PGFLIP_ROOT/scripts/pgcluster" start "$work/cluster"
+# Blue holds every client's backend plus PgBouncer's pool; green the moved sessions.
+PGFLIP_PG_MAX_CONNECTIONS=$((largest + 100)) "$PGFLIP_ROOT/scripts/pgcluster" start "$work/cluster"
 # shellcheck source=/dev/null
 source "$work/cluster/env"
 
@@ -118,6 +131,7 @@ start_pgflip() { # start_pgflip DIR: a fresh pgflip (new state file) replicating
 [server]
 listen = "127.0.0.1:$p"
 workers = 2
+max_client_conn = $((largest + 50))
 [admin]
 socket = "$dir/admin.sock"
 [auth]
@@ -260,7 +274,7 @@ auth_type = trust
 auth_file = $1/userlist.txt
 admin_users = postgres
 pool_mode = transaction
-max_client_conn = 500
+max_client_conn = $((largest + 50))
 default_pool_size = $((clients + 4))
 max_db_connections = 0
 server_reset_query =
@@ -341,18 +355,21 @@ run_pgbouncer() { # run_pgbouncer REP
   reset_clusters
 }
 
-for rep in $(seq "$reps"); do
-  log "repetition $rep/$reps: pgflip switchover at ${at}s of ${duration}s"
-  run_pgflip "$rep"
-  log "repetition $rep/$reps: PgBouncer PAUSE/RELOAD/RESUME at ${at}s of ${duration}s"
-  run_pgbouncer "$rep"
+for clients in "${size_list[@]}"; do
+  for rep in $(seq "$reps"); do
+    log "$clients clients, repetition $rep/$reps: pgflip switchover at ${at}s of ${duration}s"
+    run_pgflip "$clients-$rep"
+    log "$clients clients, repetition $rep/$reps: PgBouncer PAUSE/RELOAD/RESUME at ${at}s of ${duration}s"
+    run_pgbouncer "$clients-$rep"
+  done
 done
 
 # --- analysis -----------------------------------------------------------------------------
-"$PGFLIP_PYTHON" - "$work" "$reps" "$clients" "$duration" "$at" "$rate" << 'EOF'
+"$PGFLIP_PYTHON" - "$work" "$reps" "$(IFS=,; echo "${size_list[*]}")" "$duration" "$at" "$rate" << 'EOF'
 import glob, json, math, re, statistics, sys
 
-work, reps, clients, duration, at, rate = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
+work, reps, sizes, duration, at, rate = sys.argv[1], int(sys.argv[2]), *sys.argv[3:]
+sizes = [int(n) for n in sizes.split(",")]
 rate = f" -R {rate}" if rate else ""
 
 def pct(values, p):
@@ -391,9 +408,8 @@ def analyse(dir, start, end):
             "max_all": max(overall, default=float("nan")), "p99_all": pct(overall, 99),
             "tps": float(tps.group(1)) if tps else float("nan")}
 
-rows = []
-for rep in range(1, reps + 1):
-    d = f"{work}/pgflip-{rep}"
+def pgflip_row(clients, rep):
+    d = f"{work}/pgflip-{clients}-{rep}"
     start, end = (float(x) for x in open(f"{d}/window").read().split())
     lines = [json.loads(l) for l in open(f"{d}/switchover.json") if l.strip()]
     reply = lines[-1] if lines else {}
@@ -405,65 +421,101 @@ for rep in range(1, reps + 1):
         start = by_step["park"]["started_at"]
         last = by_step.get("flip") or max(by_step.values(), key=lambda s: s["started_at"])
         end = last["started_at"] + last["ms"] / 1000
-    row = {"method": "pgflip", "rep": rep, "window_ms": (end - start) * 1000,
+    # Each session's parked time, from its park (state captured on blue and restored on green)
+    # to its release, from the report.
+    parked = [p["parked_ms"] for p in r.get("participants", []) if p.get("parked_ms")]
+    row = {"method": "pgflip", "clients": clients, "rep": rep, "window_ms": (end - start) * 1000,
            "ok": bool(reply.get("ok")), "outcome": r.get("outcome", "?"),
-           "parked_max": r.get("max_parked_ms", float("nan")),
-           "parked_p99": r.get("p99_parked_ms", float("nan")),
+           "held_max": r.get("max_parked_ms", float("nan")),
+           "parked_p50": pct(parked, 50), "parked_p99": pct(parked, 99),
+           "parked_max": max(parked, default=float("nan")),
            "total_ms": r.get("total_ms", float("nan")),
            "moved": (r.get("sessions") or {}).get("moved"),
            "steps": {s["step"]: round(s["ms"], 1) for s in r.get("steps", [])},
            "load": open(f"{d}/loadavg").read().strip(),
            "lag": open(f"{d}/lag").read().strip()}
     row.update(analyse(d, start, end))
-    rows.append(row)
-    d = f"{work}/pgbouncer-{rep}"
+    return row
+
+def pgbouncer_row(clients, rep):
+    d = f"{work}/pgbouncer-{clients}-{rep}"
     try:
         c = json.loads(open(f"{d}/cutover.json").read())
     except (OSError, ValueError):
         c = {"start": 0, "end": 0, "total_ms": float("nan"), "steps": {}}
-    row = {"method": "pgbouncer", "rep": rep, "window_ms": (c["end"] - c["start"]) * 1000,
+    nan = float("nan")
+    row = {"method": "pgbouncer", "clients": clients, "rep": rep,
+           "window_ms": (c["end"] - c["start"]) * 1000,
            "ok": bool(c["end"]), "outcome": "done" if c["end"] else "failed",
-           "parked_max": float("nan"), "parked_p99": float("nan"),
+           "held_max": nan, "parked_p50": nan, "parked_p99": nan, "parked_max": nan,
            "total_ms": c["total_ms"], "moved": None, "steps": c.get("steps"),
            "load": open(f"{d}/loadavg").read().strip(),
            "lag": open(f"{d}/lag").read().strip()}
     row.update(analyse(d, c["start"], c["end"]))
-    rows.append(row)
+    return row
 
-print(f"\npgbench -N -c {clients} -j 2 -T {duration}{rate}, cutover at {at} s, blue PG15 -> green PG17;"
-      f" latencies in ms from pgbench's per-transaction log\n")
-head = (f"{'method':<10}{'rep':>4}{'outcome':>11}{'window':>9}{'txns':>8}{'in win':>7}"
-        f"{'failed':>7}{'abort':>6}{'max win':>9}{'p99 win':>9}{'p99 all':>9}{'max all':>9}"
-        f"{'parked max':>11}{'parked p99':>11}")
-print(head)
-print("-" * len(head))
-for r in rows:
-    print(f"{r['method']:<10}{r['rep']:>4}{r['outcome']:>11}{r['window_ms']:>9.0f}{r['txns']:>8}"
-          f"{r['in_window']:>7}{r['failed']:>7}{r['aborted']:>6}{r['max_window']:>9.1f}"
-          f"{r['p99_window']:>9.1f}{r['p99_all']:>9.1f}{r['max_all']:>9.1f}"
-          f"{r['parked_max']:>11.1f}{r['parked_p99']:>11.1f}")
-print("\ncutover steps (ms); green's lag 2 s before (ms); 1-minute load average at the cutover:")
-for r in rows:
-    print(f"  {r['method']:<10} rep {r['rep']}: lag {r['lag']}, load {r['load']}; {r.get('steps')}")
+all_rows = []
+for clients in sizes:
+    rows = []
+    for rep in range(1, reps + 1):
+        rows += [pgflip_row(clients, rep), pgbouncer_row(clients, rep)]
+    all_rows += rows
+    print(f"\npgbench -N -c {clients} -j 2 -T {duration}{rate}, cutover at {at} s, blue PG15 -> "
+          f"green PG17; latencies in ms from pgbench's per-transaction log\n")
+    head = (f"{'method':<10}{'rep':>4}{'outcome':>11}{'window':>9}{'txns':>8}{'in win':>7}"
+            f"{'failed':>7}{'abort':>6}{'max win':>9}{'p99 win':>9}{'p99 all':>9}{'max all':>9}"
+            f"{'held max':>9}{'parked p50':>11}{'p99':>7}{'max':>7}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(f"{r['method']:<10}{r['rep']:>4}{r['outcome']:>11}{r['window_ms']:>9.0f}{r['txns']:>8}"
+              f"{r['in_window']:>7}{r['failed']:>7}{r['aborted']:>6}{r['max_window']:>9.1f}"
+              f"{r['p99_window']:>9.1f}{r['p99_all']:>9.1f}{r['max_all']:>9.1f}"
+              f"{r['held_max']:>9.1f}{r['parked_p50']:>11.1f}{r['parked_p99']:>7.1f}"
+              f"{r['parked_max']:>7.1f}")
+    print("\ncutover steps (ms); green's lag 2 s before (ms); 1-minute load average at the cutover:")
+    for r in rows:
+        print(f"  {r['method']:<10} rep {r['rep']}: lag {r['lag']}, load {r['load']}; {r.get('steps')}")
 
-print("\nsummary (max stall = the longest transaction overlapping the cutover window; worst and"
-      " median over repetitions)\n")
-head = (f"{'method':<10}{'reps':>5}{'failed txns':>12}{'aborted':>8}{'max stall ms':>14}"
-        f"{'median':>8}{'p99 in window':>14}{'pgflip max parked':>18}{'goal':>6}")
-print(head)
-print("-" * len(head))
-for method in ("pgflip", "pgbouncer"):
-    rs = [r for r in rows if r["method"] == method]
-    failed = sum(r["failed"] for r in rs)
-    aborted = sum(r["aborted"] for r in rs)
-    stalls = [r["max_window"] for r in rs]
-    p99 = max(r["p99_window"] for r in rs)
-    parked = max(r["parked_max"] for r in rs) if method == "pgflip" else float("nan")
-    complete = all(r["ok"] for r in rs)
-    goal = complete and failed == 0 and aborted == 0 and max(stalls) <= 250
-    parked_text = f"{parked:.1f}" if method == "pgflip" else "-"
-    print(f"{method:<10}{len(rs):>5}{failed:>12}{aborted:>8}{max(stalls):>14.1f}"
-          f"{statistics.median(stalls):>8.1f}{p99:>14.1f}{parked_text:>18}"
-          f"{'met' if goal else 'NOT':>6}")
-print("\ngoal: max client stall <= 250 ms with zero failed transactions (and every cutover done)")
+    print(f"\nsummary, {clients} clients (max stall = the longest transaction overlapping the "
+          "cutover window; worst and median over repetitions)\n")
+    head = (f"{'method':<10}{'reps':>5}{'failed txns':>12}{'aborted':>8}{'max stall ms':>14}"
+            f"{'median':>8}{'p99 in window':>14}{'pgflip held max':>16}{'goal':>6}")
+    print(head)
+    print("-" * len(head))
+    for method in ("pgflip", "pgbouncer"):
+        rs = [r for r in rows if r["method"] == method]
+        failed = sum(r["failed"] for r in rs)
+        aborted = sum(r["aborted"] for r in rs)
+        stalls = [r["max_window"] for r in rs]
+        p99 = max(r["p99_window"] for r in rs)
+        held = max(r["held_max"] for r in rs) if method == "pgflip" else float("nan")
+        complete = all(r["ok"] for r in rs)
+        goal = complete and failed == 0 and aborted == 0 and max(stalls) <= 250
+        held_text = f"{held:.1f}" if method == "pgflip" else "-"
+        print(f"{method:<10}{len(rs):>5}{failed:>12}{aborted:>8}{max(stalls):>14.1f}"
+              f"{statistics.median(stalls):>8.1f}{p99:>14.1f}{held_text:>16}"
+              f"{'met' if goal else 'NOT':>6}")
+    print("\ngoal: max client stall <= 250 ms with zero failed transactions (and every cutover done)")
+
+if len(sizes) > 1:
+    print(f"\nstall against session count (pgbench -N -j 2 -T {duration}{rate}; worst over "
+          f"{reps} repetition(s); parked = each session's park to its release, from pgflip's "
+          "report)\n")
+    head = (f"{'clients':>8}{'pgflip stall':>13}{'failed':>7}{'moved':>7}{'parked p50':>11}"
+            f"{'p99':>7}{'max':>7}{'park':>7}{'flip':>7}{'prewarm':>8}"
+            f"{'PgBouncer stall':>16}{'failed':>7}")
+    print(head)
+    print("-" * len(head))
+    for clients in sizes:
+        f = [r for r in all_rows if r["method"] == "pgflip" and r["clients"] == clients]
+        b = [r for r in all_rows if r["method"] == "pgbouncer" and r["clients"] == clients]
+        step = lambda name: max((r["steps"] or {}).get(name, float("nan")) for r in f)
+        moved = min((r["moved"] or 0) for r in f)
+        print(f"{clients:>8}{max(r['max_window'] for r in f):>13.1f}"
+              f"{sum(r['failed'] + r['aborted'] for r in f):>7}{moved:>7}"
+              f"{max(r['parked_p50'] for r in f):>11.1f}{max(r['parked_p99'] for r in f):>7.1f}"
+              f"{max(r['parked_max'] for r in f):>7.1f}{step('park'):>7.0f}{step('flip'):>7.0f}"
+              f"{step('prewarm'):>8.0f}{max(r['max_window'] for r in b):>16.1f}"
+              f"{sum(r['failed'] + r['aborted'] for r in b):>7}")
 EOF
