@@ -28,6 +28,7 @@ constexpr std::int64_t kMinMessageSize = 1024;
 constexpr std::int64_t kMaxMessageSize = 1024LL * 1024 * 1024;
 constexpr std::int64_t kMaxWorkers = 1024;
 constexpr std::int64_t kMaxConnections = 1000000;
+constexpr std::int64_t kMaxPrewarmConcurrency = 10000;
 // PostgreSQL's NAMEDATALEN - 1: longer role names cannot exist.
 constexpr std::size_t kMaxRoleNameLength = 63;
 constexpr std::int64_t kMaxInt64 = std::numeric_limits<std::int64_t>::max();
@@ -75,6 +76,7 @@ constexpr std::string_view kSwitchoverKeys[] = {
     "sentinel_timeout_ms", "catchup_target_ms",  "catchup_timeout_ms",
     "max_lag_bytes",       "max_lag_ms",         "max_transaction_age_ms",
     "on_straggler",        "unmovable_sessions", "terminate_blue_backends",
+    "prewarm_concurrency",
 };
 constexpr std::string_view kLogLevels[] = {"trace", "debug",    "info", "warn",
                                            "error", "critical", "off"};
@@ -857,6 +859,9 @@ void read_switchover(TableReader& reader, SwitchoverSettings& switchover) {
   if (auto terminate = reader.read_bool("terminate_blue_backends")) {
     switchover.terminate_blue_backends = *terminate;
   }
+  if (auto count = reader.read_integer("prewarm_concurrency", 1, kMaxPrewarmConcurrency)) {
+    switchover.prewarm_concurrency = static_cast<std::uint32_t>(*count);
+  }
 }
 
 bool same_server(const Endpoint& a, const Endpoint& b) {
@@ -1054,6 +1059,7 @@ std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
   add("switchover.on_straggler", std::string(to_string(w.on_straggler)));
   add("switchover.unmovable_sessions", std::string(to_string(w.unmovable_sessions)));
   add("switchover.terminate_blue_backends", w.terminate_blue_backends ? "true" : "false");
+  add("switchover.prewarm_concurrency", std::to_string(w.prewarm_concurrency));
   // Same order as known_keys(): the schema's.
   const std::vector<std::string> order = known_keys();
   std::stable_sort(out.begin(), out.end(), [&](const auto& x, const auto& y) {

@@ -229,6 +229,9 @@ struct SwitchoverSettings {
   StragglerPolicy on_straggler = StragglerPolicy::kAbort;
   /// switchover.unmovable_sessions = "terminate" | "abort".
   UnmovablePolicy unmovable_sessions = UnmovablePolicy::kTerminate;
+  /// switchover.prewarm_concurrency: green logins the prewarm step has in flight at once (each
+  /// forks a backend on green while clients still run on blue).
+  std::uint32_t prewarm_concurrency = 8;
   /// switchover.terminate_blue_backends: the fence terminates the other backends on blue
   /// (client backends, and non-superusers' walsenders and workers) but pgflip's own.
   bool terminate_blue_backends = true;

@@ -322,12 +322,29 @@ void SwitchoverMachine::prewarm() {
   fleet_.wait_for_logins(step_deadline(StepLimit::kLogins));
   participants_ = fleet_.participants();
   for (auto& s : participants_) run_->join(s->id());
-  for (auto& s : participants_) s->join_switchover(run_);
+  // At most prewarm_concurrency green logins at once: each forks a backend on green while the
+  // clients still run on blue, and each login's own timeout starts when it starts.
+  const std::size_t at_once = std::max<std::uint32_t>(1, cfg_.switchover.prewarm_concurrency);
+  for (auto& s : participants_) {
+    if (joined_ >= at_once &&
+        !run_->wait_for_count(ParticipantPhase::kPrewarmed, joined_ + 1 - at_once,
+                              std::min(step_deadline_, deadline_))) {
+      break;  // the deadline or an abort: the ones not started count as late below
+    }
+    s->join_switchover(run_);
+    ++joined_;
+  }
   const auto late = wait_phase(ParticipantPhase::kPrewarmed, step_deadline_);
   check_abort();
   if (!late.empty()) {
-    throw StepFailure{Step::kPrewarm,
-                      std::to_string(late.size()) + " green login(s) did not finish"};
+    const std::size_t not_started = participants_.size() - joined_;
+    throw StepFailure{
+        Step::kPrewarm,
+        std::to_string(late.size()) + " green login(s) did not finish" +
+            (not_started == 0 ? ""
+                              : " (" + std::to_string(not_started) +
+                                    " not started: switchover.prewarm_concurrency = " +
+                                    std::to_string(at_once) + ")")};
   }
   if (auto failed = failed_participants(); !failed.empty()) {
     throw StepFailure{Step::kPrewarm, failed};
@@ -503,7 +520,10 @@ void SwitchoverMachine::roll_back(const StepFailure& failure) {
       case StepUndo::kReleaseSessions:
         if (released) break;
         released = true;
-        for (auto& s : participants_) s->decide(SwitchoverDecision::kAbort, {});
+        // Only the sessions that joined: one never asked has no part to end.
+        for (std::size_t j = 0; j < joined_; ++j) {
+          participants_[j]->decide(SwitchoverDecision::kAbort, {});
+        }
         run_->clear_interrupt();
         (void)run_->wait_for(ParticipantPhase::kReleased, Clock::now() + kReleaseTimeout);
         released_at_ = Clock::now();

@@ -179,6 +179,7 @@ class SwitchoverMachine {
   std::string step_detail_;
   std::vector<StepRecord> steps_;
   std::vector<std::shared_ptr<SwitchoverParticipant>> participants_;
+  std::size_t joined_ = 0;  // participants_[0, joined_) were asked to join (prewarm)
   std::vector<std::uint64_t> stragglers_;
   std::size_t sequences_ = 0;
   std::optional<Step> failed_step_;

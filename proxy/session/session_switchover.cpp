@@ -427,6 +427,7 @@ awaitable<void> Session::retire(std::shared_ptr<SwitchoverRun> run, ServerStream
 }
 
 awaitable<void> Session::take_part(std::shared_ptr<SwitchoverRun> run) {
+  decision_.reset();  // nothing from an earlier run counts
   if (state_ != State::kActive || !relay_running_) {
     run->report(id_, ParticipantPhase::kEnded, "not active");
     co_return;

@@ -136,6 +136,16 @@ class SwitchoverRun {
     return late;
   }
 
+  /// Waits until at least `count` participants reached `phase` or a later one (failed and ended
+  /// count), `deadline`, or interrupt(); returns whether they did.
+  [[nodiscard]] bool wait_for_count(ParticipantPhase phase, std::size_t count,
+                                    std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mutex_);
+    auto reached = [&] { return participants_.size() - behind(phase) >= count; };
+    changed_.wait_until(lock, deadline, [&] { return interrupted_ || reached(); });
+    return reached();
+  }
+
   /// Wakes every wait_for() now and makes later ones return at once (an operator's abort).
   void interrupt() {
     std::lock_guard lock(mutex_);

@@ -89,6 +89,7 @@ void check_switchover_defaults(const SwitchoverSettings& switchover) {
   CHECK(switchover.on_straggler == defaults.on_straggler);
   CHECK(switchover.unmovable_sessions == defaults.unmovable_sessions);
   CHECK(switchover.terminate_blue_backends == defaults.terminate_blue_backends);
+  CHECK(switchover.prewarm_concurrency == defaults.prewarm_concurrency);
 }
 
 // A file in the temporary directory, removed again at the end of the test.
@@ -167,6 +168,7 @@ TEST_CASE("default-constructed settings match the documented defaults") {
   CHECK(config.switchover.on_straggler == StragglerPolicy::kAbort);
   CHECK(config.switchover.unmovable_sessions == UnmovablePolicy::kTerminate);
   CHECK(config.switchover.terminate_blue_backends);
+  CHECK(config.switchover.prewarm_concurrency == 8);
 }
 
 TEST_CASE("a file with only blue.host gets every default") {
@@ -952,6 +954,7 @@ max_transaction_age_ms = 4000
 on_straggler = "cancel"
 unmovable_sessions = "abort"
 terminate_blue_backends = false
+prewarm_concurrency = 64
 )");
   const ReplicationSettings& replication = config.replication;
   CHECK(replication.databases == std::vector<std::string>{"shop", "Billing", "a-b c"});
@@ -975,6 +978,7 @@ terminate_blue_backends = false
   CHECK(switchover.on_straggler == StragglerPolicy::kCancel);
   CHECK(switchover.unmovable_sessions == UnmovablePolicy::kAbort);
   CHECK_FALSE(switchover.terminate_blue_backends);
+  CHECK(switchover.prewarm_concurrency == 64);
 
   // The other spellings, and the largest byte counts.
   const Config other = parse(std::string(kBlue) + R"(
@@ -1106,6 +1110,8 @@ TEST_CASE("bad [replication] and [switchover] values name the key, line and colu
        "22: switchover.unmovable_sessions: must be one of 'terminate', 'abort', got 'cancel'"},
       {"switchover", "terminate_blue_backends = \"yes\"",
        "27: switchover.terminate_blue_backends: expected a boolean (true or false), got string"},
+      {"switchover", "prewarm_concurrency = 0",
+       "23: switchover.prewarm_concurrency: must be between 1 and 10000, got 0"},
       {"switchover", "terminate_blue_backends = 1",
        "27: switchover.terminate_blue_backends: expected a boolean (true or false), got integer"},
   };

@@ -65,9 +65,25 @@ struct FakeServers final : SwitchoverServers {
 /// A session that answers every decision at once, or fails where told.
 struct FakeSession final : SwitchoverParticipant, std::enable_shared_from_this<FakeSession> {
   explicit FakeSession(std::uint64_t id) : id_(id) {}
+  ~FakeSession() override {
+    if (login_.joinable()) login_.join();
+  }
   std::uint64_t id() const override { return id_; }
   void join_switchover(std::shared_ptr<SwitchoverRun> run) override {
     run_ = std::move(run);
+    if (logins_in_flight != nullptr) {  // a green login on a thread of its own, taking a while
+      const int now = ++*logins_in_flight;
+      for (int seen = most_in_flight->load();
+           now > seen && !most_in_flight->compare_exchange_weak(seen, now);) {
+      }
+      login_ = std::thread([this] {
+        std::this_thread::sleep_for(2ms);
+        --*logins_in_flight;
+        run_->report(id_, ParticipantPhase::kPrewarmed);
+      });
+      return;
+    }
+    if (hang_prewarm) return;
     if (fail_prewarm) {
       run_->report(id_, ParticipantPhase::kFailed, "green login refused");
     } else {
@@ -99,15 +115,19 @@ struct FakeSession final : SwitchoverParticipant, std::enable_shared_from_this<F
     }
   }
   bool fail_prewarm = false;
+  bool hang_prewarm = false;  // never reports its green login
   bool fail_park = false;
   bool in_transaction = false;  // never reaches a boundary
   std::vector<SwitchoverDecision> decisions;
+  std::atomic<int>* logins_in_flight = nullptr;  // set: log in slowly, counting
+  std::atomic<int>* most_in_flight = nullptr;
 
  private:
   const std::uint64_t id_;
   std::shared_ptr<SwitchoverRun> run_;
   std::mutex mutex_;
   bool ended_ = false;
+  std::thread login_;
 };
 
 struct FakeFleet final : SwitchoverFleet {
@@ -391,4 +411,34 @@ TEST_CASE("abort against commit: an accepted abort always rolls back, a refused 
     (accepted ? aborted : committed) += 1;
   }
   MESSAGE("abort won " << aborted << " times, commit " << committed);
+}
+
+TEST_CASE("prewarm keeps at most prewarm_concurrency green logins in flight, and all finish") {
+  Harness h(40, "prewarm_concurrency = 3\n");
+  std::atomic<int> in_flight{0}, most{0};
+  for (auto& s : h.fleet.sessions) {
+    s->logins_in_flight = &in_flight;
+    s->most_in_flight = &most;
+  }
+  const auto r = h.run();
+  CHECK(r.outcome == SwitchoverOutcome::kCommitted);
+  CHECK(r.moved == 40);
+  CHECK(most.load() <= 3);
+  CHECK(most.load() >= 1);
+}
+
+TEST_CASE("a prewarm stuck behind its concurrency bound rolls back only the sessions that joined") {
+  Harness h(6, "prewarm_concurrency = 1\n",
+            SwitchoverOptions{300ms, 1000ms, config::StragglerPolicy::kAbort, false});
+  h.fleet.sessions[0]->hang_prewarm = true;  // its green login never answers
+  const auto r = h.run();
+  CHECK(r.outcome == SwitchoverOutcome::kAborted);
+  REQUIRE(r.failed_step.has_value());
+  CHECK(*r.failed_step == Step::kPrewarm);
+  CHECK(r.reason.find("6 green login(s) did not finish") != std::string::npos);
+  CHECK(h.fleet.sessions[0]->decisions == std::vector{SwitchoverDecision::kAbort});
+  for (std::size_t i = 1; i < h.fleet.sessions.size(); ++i) {
+    CHECK(h.fleet.sessions[i]->decisions.empty());  // never asked to join: nothing to end
+  }
+  CHECK_FALSE(h.fleet.holding.load());
 }
