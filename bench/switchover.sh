@@ -151,6 +151,9 @@ sslmode = "disable"
 databases = ["bench"]
 [switchover]
 state_file = "$dir/state.json"
+# Room for a thousand green logins before the commit point on a small machine (each forks a
+# backend: ~30-40 ms of CPU on this 2-core VM); the default is 30 s.
+timeout_ms = 300000
 [log]
 level = "info"
 EOF

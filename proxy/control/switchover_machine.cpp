@@ -476,7 +476,6 @@ void SwitchoverMachine::flip() {
   const auto late = run_->wait_for(ParticipantPhase::kMoved, step_deadline_);
   released_at_ = Clock::now();
   fleet_.hold_logins(false);
-  run_->start_retiring();  // old blue connections close now, a few at a time
   std::size_t moved = 0;
   for (const auto& [sid, state] : run_->snapshot())
     moved += state.phase == ParticipantPhase::kMoved;
@@ -496,6 +495,10 @@ void SwitchoverMachine::cleanup() {
         e.what();
     spdlog::error("switchover {}: {}", id_, step_detail_);
   }
+  // Only now do the old blue connections close, one at a time: the first transactions of the
+  // released clients run on green backends that are new (their caches cold), and each blue
+  // backend's exit would take CPU from them.
+  run_->start_retiring();
 }
 
 void SwitchoverMachine::roll_back(const StepFailure& failure) {
