@@ -289,7 +289,10 @@ awaitable<void> Session::warm_up_capture() {
     release_client();
     co_return;
   }
-  if (auto failure = co_await pause_server_reader(); !failure.empty()) co_return;
+  if (auto failure = co_await pause_server_reader(); !failure.empty()) {
+    release_client();
+    co_return;
+  }
   CapturedState ignored;
   if (auto failure = co_await capture_state(ignored); !failure.empty()) {
     log::debug(log_conn(), "switchover warm-up: {}", failure);
@@ -465,7 +468,10 @@ awaitable<void> Session::take_part(std::shared_ptr<SwitchoverRun> run) {
   }
   decision_.reset();
 
-  // 2. Park at the next transaction boundary.
+  // 2. Park at the next transaction boundary. The report's held times are this park's only
+  // (not the warm-up's, nor a PAUSE's).
+  had_held_request_ = false;
+  held_ms_ = 0;
   park_requested_ = true;
   if (!co_await wait_switch([this] { return idle() || decision_.has_value(); })) {
     run->report(id_, ParticipantPhase::kEnded, "client disconnected");
