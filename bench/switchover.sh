@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Switchover stall under load: pgflip's switchover vs the do-it-yourself PgBouncer cutover, both
-# moving pgbench -N (16 clients) from blue (PostgreSQL 15) to green (PostgreSQL 17) in one run.
+# moving pgbench -N (16 clients, or --sizes) from blue (PostgreSQL 15) to green (PostgreSQL 17).
 #
 #   bench/switchover.sh [--reps N] [--duration S] [--at S] [--clients N | --sizes N,N,...]
 #                       [--scale N] [--rate TPS] [--keep]
