@@ -523,9 +523,14 @@ void SwitchoverMachine::roll_back(const StepFailure& failure) {
       case StepUndo::kReleaseSessions:
         if (released) break;
         released = true;
-        // Only the sessions that joined: one never asked has no part to end.
-        for (std::size_t j = 0; j < joined_; ++j) {
-          participants_[j]->decide(SwitchoverDecision::kAbort, {});
+        // Only the sessions that joined: one never asked (a prewarm cut short) has no part to
+        // end and never left blue, so it counts as released at once.
+        for (std::size_t j = 0; j < participants_.size(); ++j) {
+          if (j < joined_) {
+            participants_[j]->decide(SwitchoverDecision::kAbort, {});
+          } else {
+            run_->report(participants_[j]->id(), ParticipantPhase::kReleased);
+          }
         }
         run_->clear_interrupt();
         (void)run_->wait_for(ParticipantPhase::kReleased, Clock::now() + kReleaseTimeout);

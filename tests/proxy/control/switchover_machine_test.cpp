@@ -441,4 +441,8 @@ TEST_CASE("a prewarm stuck behind its concurrency bound rolls back only the sess
     CHECK(h.fleet.sessions[i]->decisions.empty());  // never asked to join: nothing to end
   }
   CHECK_FALSE(h.fleet.holding.load());
+  // The ones never asked count as released (they never left blue): the rollback has no
+  // answer to wait for from them.
+  CHECK(r.sessions == 6);
+  CHECK(r.released == 6);
 }
