@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstring>
+#include <optional>
 
 namespace pgflip::protocol {
 
@@ -45,25 +46,34 @@ bool keyword_at(std::string_view sql, std::size_t at, std::string_view word) {
   return at + word.size() == sql.size() || !ident_char(sql[at + word.size()]);
 }
 
+/// The text quoted at `at` (a '"' identifier or a '\'' literal, the quote doubled inside),
+/// lower-cased if `fold`; moves `at` past the closing quote. None when it is not closed.
+std::optional<std::string> read_quoted(std::string_view sql, std::size_t& at, bool fold) {
+  const char quote = sql[at];
+  std::string text;
+  for (++at; at < sql.size(); ++at) {
+    if (sql[at] != quote) {
+      text += fold ? lower(sql[at]) : sql[at];
+    } else if (at + 1 < sql.size() && sql[at + 1] == quote) {
+      text += quote;
+      ++at;
+    } else {
+      ++at;  // the closing quote
+      return text;
+    }
+  }
+  return std::nullopt;
+}
+
 /// A possibly qualified name (`a.b`, `"A".b`) at `at`: its parts joined with '.', bare parts
 /// lower-cased as PostgreSQL folds them. Empty when there is none.
 std::string read_name(std::string_view sql, std::size_t at) {
   std::string name;
   for (;;) {
     if (at < sql.size() && sql[at] == '"') {
-      for (++at; at < sql.size(); ++at) {
-        if (sql[at] == '"') {
-          if (at + 1 < sql.size() && sql[at + 1] == '"') {
-            name += '"';
-            ++at;
-            continue;
-          }
-          break;
-        }
-        name += sql[at];
-      }
-      if (at >= sql.size()) return {};
-      ++at;  // the closing quote
+      auto part = read_quoted(sql, at, /*fold=*/false);
+      if (!part) return {};
+      name += *part;
     } else {
       const std::size_t start = at;
       while (at < sql.size() && ident_char(sql[at])) name += lower(sql[at++]);
@@ -113,19 +123,7 @@ void note_set_config(std::string_view sql, std::vector<std::string>& names) {
     if (p >= sql.size() || sql[p] != '(') continue;
     p = skip_space(sql, p + 1);
     if (p >= sql.size() || sql[p] != '\'') continue;
-    std::string name;
-    for (++p; p < sql.size(); ++p) {
-      if (sql[p] == '\'') {
-        if (p + 1 < sql.size() && sql[p + 1] == '\'') {
-          name += '\'';
-          ++p;
-          continue;
-        }
-        break;
-      }
-      name += lower(sql[p]);
-    }
-    if (p < sql.size()) add(std::move(name), names);
+    if (auto name = read_quoted(sql, p, /*fold=*/true)) add(std::move(*name), names);
   }
 }
 

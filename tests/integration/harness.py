@@ -413,6 +413,10 @@ class MessageStream:
     def query(self, sql):
         """Runs one simple query; returns its rows as lists of str/None, raises ServerError."""
         self.send_query(sql)
+        return self.read_rows()
+
+    def read_rows(self):
+        """Reads up to ReadyForQuery: the DataRows as lists of str/None; raises ServerError."""
         rows, error = [], None
         while True:
             kind, body = self.read_message()

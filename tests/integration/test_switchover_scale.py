@@ -17,12 +17,7 @@ def parse_named(client, name, sql):
     """A protocol-level Parse of a named statement, then Sync (as drivers prepare)."""
     client.send(b"P", name.encode() + b"\0" + sql.encode() + b"\0" + struct.pack("!H", 0))
     client.send(b"S", b"")
-    while True:
-        kind, body = client.read_message()
-        if kind == b"E":
-            raise harness.ServerError(harness.parse_error_fields(body))
-        if kind == b"Z":
-            return
+    client.read_rows()
 
 
 def execute_named(client, name):
@@ -30,24 +25,7 @@ def execute_named(client, name):
     client.send(b"B", b"\0" + name.encode() + b"\0" + struct.pack("!HHH", 0, 0, 0))
     client.send(b"E", b"\0" + struct.pack("!I", 0))
     client.send(b"S", b"")
-    rows, error = [], None
-    while True:
-        kind, body = client.read_message()
-        if kind == b"D":
-            (count,) = struct.unpack("!H", body[:2])
-            pos, row = 2, []
-            for _ in range(count):
-                (size,) = struct.unpack("!i", body[pos:pos + 4])
-                pos += 4
-                row.append(None if size < 0 else body[pos:pos + size].decode())
-                pos += max(size, 0)
-            rows.append(row)
-        elif kind == b"E":
-            error = harness.ServerError(harness.parse_error_fields(body))
-        elif kind == b"Z":
-            if error:
-                raise error
-            return rows
+    return client.read_rows()
 
 
 class Busy(threading.Thread):
