@@ -582,7 +582,8 @@ awaitable<Session::EndReason> Session::client_to_server() {
         client_scanner_.scan({buffer.data(), have}, [&](char type, std::string_view body) {
           switch (type) {
             case 'Q':
-              note_custom_settings(body.substr(0, body.find('\0')));
+              // A Query's text is its whole body but the closing '\0'.
+              note_custom_settings(body.substr(0, body.empty() ? 0 : body.size() - 1));
               open_cycle();
               end_cycle();
               ++pending_responses_;
